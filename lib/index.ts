@@ -1,0 +1,4 @@
+export { RaftError } from './errors.js';
+export type { RaftErrorCode, RaftErrorOptions } from './errors.js';
+export { PeerId, parsePeerId, parseConfiguration, formatConfiguration } from './peer.js';
+export type { PeerRole } from './peer.js';

@@ -1,0 +1,31 @@
+// Planted bugs that the simulator must catch. The shipped core is built without
+// RAFTSTORE_MUTANTS, so every MUTANT(x) is the constant `false` and compiles away; the
+// simulator links a second build of the same sources where a mutant can be switched on.
+#pragma once
+
+namespace raftstore::core {
+
+enum class Mutant : int {
+  None = 0,
+  VoteWithoutLogCheck,     // grant (pre-)votes without comparing logs
+  CountOtherTermVotes,     // count vote responses from another term
+  CommitPreviousTerm,      // commit an earlier term's entry by counting replicas
+  VoteBeforeDurable,       // answer a vote before the vote is durable
+  SkipTruncate,            // keep a conflicting entry instead of truncating the suffix
+  ApplyBeyondCommit,       // hand out entries for apply beyond the commit index
+  NoStepDownOnHigherTerm,  // ignore a higher term in responses
+  RemovedLeaderKeepsLeading,  // a leader outside the committed configuration stays
+  AckBeforeDurable,        // a follower acknowledges entries before they are durable
+  Count
+};
+
+const char* mutant_name(Mutant m);
+
+#ifdef RAFTSTORE_MUTANTS
+extern Mutant g_active_mutant;
+#define MUTANT(name) (::raftstore::core::g_active_mutant == ::raftstore::core::Mutant::name)
+#else
+#define MUTANT(name) false
+#endif
+
+}  // namespace raftstore::core

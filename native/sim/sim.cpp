@@ -1,0 +1,828 @@
+#include "sim.h"
+
+#include <algorithm>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <memory>
+#include <queue>
+#include <set>
+#include <sstream>
+#include <unordered_map>
+#include <variant>
+#include <vector>
+
+#include "raft.h"
+
+namespace raftstore::sim {
+
+using namespace raftstore::core;
+
+namespace {
+
+uint64_t splitmix(uint64_t& x) {
+  uint64_t z = (x += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+uint64_t mix(uint64_t h, uint64_t v) {
+  uint64_t x = h ^ (v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2));
+  return splitmix(x);
+}
+
+uint64_t hash_bytes(const std::string& s) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ULL;
+  return h;
+}
+
+uint64_t entry_hash(const Entry& e) {
+  uint64_t h = mix(e.term, static_cast<uint64_t>(e.type));
+  if (e.data) h = mix(h, hash_bytes(*e.data));
+  if (e.conf) h = mix(h, hash_bytes(e.conf->to_string()));
+  return h;
+}
+
+std::string describe(const Envelope& e) {
+  std::ostringstream o;
+  o << e.from.port - 8100 << "->" << e.to.port - 8100 << " #" << e.rpc_id << " "
+    << payload_name(e.payload);
+  std::visit(
+      [&](const auto& p) {
+        using T = std::decay_t<decltype(p)>;
+        o << " term=" << p.term;
+        if constexpr (std::is_same_v<T, RequestVoteRequest>)
+          o << (p.pre_vote ? " pre" : "") << " last=" << p.last_log_index << "/" << p.last_log_term;
+        if constexpr (std::is_same_v<T, RequestVoteResponse>)
+          o << (p.pre_vote ? " pre" : "") << " granted=" << p.granted << " lease=" << p.rejected_by_lease;
+        if constexpr (std::is_same_v<T, AppendEntriesRequest>)
+          o << " prev=" << p.prev_log_index << "/" << p.prev_log_term << " n=" << p.entries.size()
+            << " commit=" << p.committed_index;
+        if constexpr (std::is_same_v<T, AppendEntriesResponse>)
+          o << " ok=" << p.success << " last=" << p.last_log_index << (p.busy ? " busy" : "");
+        if constexpr (std::is_same_v<T, InstallSnapshotRequest>)
+          o << " snap=" << p.meta.last_included_index;
+        if constexpr (std::is_same_v<T, ReadIndexResponse>) o << " ok=" << p.success << " index=" << p.index;
+      },
+      e.payload);
+  return o.str();
+}
+
+}  // namespace
+
+Rng::Rng(uint64_t seed) {
+  uint64_t x = seed;
+  for (auto& s : s_) s = splitmix(x);
+}
+
+uint64_t Rng::next() {
+  uint64_t result = rotl(s_[1] * 5, 7) * 9;
+  uint64_t t = s_[1] << 17;
+  s_[2] ^= s_[0];
+  s_[3] ^= s_[1];
+  s_[1] ^= s_[2];
+  s_[0] ^= s_[3];
+  s_[2] ^= t;
+  s_[3] = rotl(s_[3], 45);
+  return result;
+}
+
+Scenario Scenario::from_seed(uint64_t seed) {
+  // Swarm testing: each seed switches features and fault kinds on or off, so that rare
+  // combinations (e.g. tiny batches plus frequent crashes) get whole schedules to themselves.
+  Rng r(seed ^ 0x5157a11dULL);
+  Scenario s;
+  s.seed = seed;
+  static constexpr int sizes[] = {3, 3, 3, 5, 5, 7};
+  s.nodes = sizes[r.below(6)];
+  s.voters = s.nodes;
+  if (s.nodes > 3 && r.chance(0.5)) {  // some replicas start as learners or outside
+    s.voters = std::max(3, s.nodes - static_cast<int>(r.range(1, 2)));
+    s.learners = static_cast<int>(r.below(static_cast<uint64_t>(s.nodes - s.voters) + 1));
+  }
+  s.leader_lease = r.chance(0.4);
+  static constexpr uint64_t timeouts[] = {100, 150, 200, 300};
+  s.election_timeout_ms = timeouts[r.below(4)];
+  s.max_election_delay_ms = s.election_timeout_ms;
+  s.clock_drift_ms = r.range(0, s.election_timeout_ms / 2);
+  static constexpr uint32_t batch[] = {1, 1, 2, 3, 5, 1024};
+  s.max_entries_per_rpc = batch[r.below(6)];
+  s.max_inflight = static_cast<uint32_t>(r.range(1, 8));
+  s.snapshot_margin = r.chance(0.5) ? 0 : r.range(1, 10);
+  s.min_delay_ms = r.range(0, 3);
+  s.max_delay_ms = s.min_delay_ms + (r.chance(0.3) ? r.range(20, 150) : r.range(1, 10));
+  s.disk_min_ms = 0;
+  s.disk_max_ms = r.chance(0.3) ? r.range(10, 60) : r.range(0, 5);
+  s.loss = r.chance(0.5) ? 0.0 : 0.01 * static_cast<double>(r.range(1, 25));
+  s.duplicate = r.chance(0.6) ? 0.0 : 0.01 * static_cast<double>(r.range(1, 15));
+  auto rate = [&](double p_on, double lo, double hi) {
+    return r.chance(p_on) ? lo + (hi - lo) * static_cast<double>(r.below(1000)) / 1000.0 : 0.0;
+  };
+  // Per-millisecond probabilities of a fault being injected.
+  s.p_partition = rate(0.6, 0.0005, 0.004);
+  s.p_one_way = rate(0.3, 0.0005, 0.003);
+  s.p_flap = rate(0.3, 0.0005, 0.003);
+  s.p_crash = rate(0.7, 0.0005, 0.004);
+  s.p_restart = s.p_crash > 0 ? rate(1.0, 0.002, 0.01) : 0.0;
+  s.p_crash_after_vote = s.p_crash > 0 ? rate(0.5, 0.05, 0.5) : 0.0;
+  s.p_kill_leader = rate(0.3, 0.0005, 0.003);
+  s.p_isolate_leader = rate(0.3, 0.0005, 0.003);
+  s.late_duplicate = r.chance(0.3) ? 0.01 * static_cast<double>(r.range(1, 10)) : 0.0;
+  if (s.p_kill_leader > 0 && s.p_restart == 0) s.p_restart = rate(1.0, 0.002, 0.01);
+  s.p_snapshot = rate(0.6, 0.001, 0.01);
+  s.p_membership = rate(0.5, 0.0005, 0.004);
+  s.p_transfer = rate(0.4, 0.0005, 0.003);
+  s.p_propose = 0.05 + 0.3 * static_cast<double>(r.below(100)) / 100.0;
+  s.p_read = 0.02 + 0.2 * static_cast<double>(r.below(100)) / 100.0;
+  s.chaos_ms = r.range(2000, 5000);
+  return s;
+}
+
+std::string Scenario::describe() const {
+  std::ostringstream o;
+  o << "seed=" << seed << " nodes=" << nodes << " voters=" << voters << " learners=" << learners
+    << " lease=" << leader_lease << " T=" << election_timeout_ms << " drift=" << clock_drift_ms
+    << " batch=" << max_entries_per_rpc << " inflight=" << max_inflight
+    << " margin=" << snapshot_margin << " delay=" << min_delay_ms << ".." << max_delay_ms
+    << " disk<=" << disk_max_ms << " loss=" << loss << " dup=" << duplicate
+    << " partition=" << p_partition << " oneway=" << p_one_way << " flap=" << p_flap
+    << " crash=" << p_crash << " crash_after_vote=" << p_crash_after_vote
+    << " kill_leader=" << p_kill_leader << " isolate_leader=" << p_isolate_leader
+    << " late_dup=" << late_duplicate
+    << " snapshot=" << p_snapshot << " membership=" << p_membership
+    << " transfer=" << p_transfer << " chaos_ms=" << chaos_ms
+    << " mutant=" << mutant_name(mutant);
+  return o.str();
+}
+
+namespace {
+
+constexpr uint64_t kMaxUncommitted = 64;
+
+struct SmState {
+  uint64_t index = 0;
+  uint64_t hash = 0;
+};
+
+struct DurableSnapshot {
+  SnapshotMeta meta;
+  SmState sm;
+};
+
+struct Write {
+  uint64_t id = 0;
+  uint64_t done_at = 0;
+  std::variant<std::pair<uint64_t, HardState>,  // meta: seq, state
+               LogWrite, uint64_t /*compact before*/, SnapshotMeta /*log reset*/,
+               DurableSnapshot /*snapshot taken*/>
+      op;
+};
+
+struct Node {
+  int id = 0;
+  PeerId peer;
+  bool alive = true;
+  uint64_t epoch = 0;  // incarnation; events of a dead incarnation are ignored
+  std::unique_ptr<Raft> core;
+  // disk
+  HardState disk_hs;
+  std::deque<Entry> disk_log;
+  std::optional<DurableSnapshot> disk_snapshot;
+  std::deque<Write> writes;
+  uint64_t last_write_done = 0;
+  // state machine
+  SmState sm;
+  bool snapshot_in_progress = false;
+  // clients
+  std::map<uint64_t, std::pair<uint64_t, uint64_t>> pending;  // index -> (term, op id)
+  Configuration initial_conf;
+};
+
+struct MsgEvent {
+  Envelope env;
+};
+struct TickEvent {
+  int node;
+  uint64_t epoch;
+};
+struct DiskEvent {
+  int node;
+  uint64_t epoch;
+  uint64_t write_id;
+};
+struct InstallEvent {
+  int node;
+  uint64_t epoch;
+  SnapshotInstall install;
+};
+struct CrashEvent {
+  int node;
+};
+using Event = std::variant<MsgEvent, TickEvent, DiskEvent, InstallEvent, CrashEvent>;
+
+struct Queued {
+  uint64_t at;
+  uint64_t seq;
+  Event ev;
+};
+struct Later {
+  bool operator()(const Queued& a, const Queued& b) const {
+    return a.at != b.at ? a.at > b.at : a.seq > b.seq;
+  }
+};
+
+struct ReadCheck {
+  uint64_t started_ms;
+  uint64_t must_see;  // highest index acknowledged to a client before the read began
+  int node;
+};
+
+class World {
+ public:
+  World(const Scenario& s, const TraceSink& trace) : s_(s), rng_(s.seed), trace_(trace) {
+    core::g_active_mutant = s.mutant;
+    Configuration conf;
+    for (int i = 0; i < s.nodes; ++i) {
+      auto n = std::make_unique<Node>();
+      n->id = i;
+      n->peer = PeerId{0x7f000001u, static_cast<uint16_t>(8100 + i), 0, 0};
+      nodes_.push_back(std::move(n));
+    }
+    for (int i = 0; i < s.voters; ++i) insert_sorted(conf.peers, nodes_[i]->peer);
+    for (int i = s.voters; i < s.voters + s.learners; ++i)
+      insert_sorted(conf.learners, nodes_[i]->peer);
+    for (int i = 0; i < s.nodes; ++i) {
+      if (i < s.voters + s.learners) nodes_[i]->initial_conf = conf;
+      boot(*nodes_[i]);
+    }
+    links_.assign(s.nodes, std::vector<bool>(s.nodes, true));
+  }
+  ~World() { core::g_active_mutant = Mutant::None; }
+
+  Result run();
+
+ private:
+  // --- plumbing ---------------------------------------------------------------------
+  void trace(const std::string& line) {
+    if (trace_) trace_("t=" + std::to_string(now_) + " " + line);
+  }
+  void schedule(uint64_t at, Event ev) { queue_.push(Queued{at, seq_++, std::move(ev)}); }
+  int index_of(const PeerId& p) const {
+    for (const auto& n : nodes_)
+      if (n->peer == p) return n->id;
+    return -1;
+  }
+  Options options_for(const Node& n) {
+    Options o;
+    o.group = "sim";
+    o.self = n.peer;
+    o.election_timeout_ms = s_.election_timeout_ms;
+    o.max_election_delay_ms = s_.max_election_delay_ms;
+    o.max_clock_drift_ms = s_.clock_drift_ms;
+    o.leader_lease = s_.leader_lease;
+    o.max_entries_per_rpc = s_.max_entries_per_rpc;
+    o.max_inflight_appends = s_.max_inflight;
+    o.snapshot_log_margin = s_.snapshot_margin;
+    o.catchup_margin = 20;
+    o.max_uncommitted_entries = kMaxUncommitted;
+    o.catchup_timeout_ms = 2 * s_.election_timeout_ms;
+    o.install_snapshot_timeout_ms = 4 * s_.election_timeout_ms;
+    o.random = [this] { return rng_.next(); };
+    return o;
+  }
+  void fail(const std::string& what) {
+    if (!result_.ok) return;
+    result_.ok = false;
+    result_.violation = what;
+    result_.violation_at_ms = now_;
+    trace("VIOLATION " + what);
+  }
+
+  void boot(Node& n);
+  void crash(Node& n);
+  void drain(Node& n);
+  void send(Node& from, Envelope env);
+  void persist(Node& n, decltype(Write::op) op, uint64_t latency);
+  void on_disk(Node& n, uint64_t write_id);
+  void apply(Node& n, const Entry& e);
+  void on_install(Node& n, const SnapshotInstall& inst);
+  void check_log(Node& n, const LogWrite& w);
+  void check_leader(Node& n);
+  void inject_faults();
+  void client_ops();
+  Node* find_leader();
+  void heal();
+
+  // --- state ------------------------------------------------------------------------
+  Scenario s_;
+  Rng rng_;
+  TraceSink trace_;
+  std::vector<std::unique_ptr<Node>> nodes_;
+  std::vector<std::vector<bool>> links_;  // links_[from][to]
+  std::priority_queue<Queued, std::vector<Queued>, Later> queue_;
+  uint64_t seq_ = 0;
+  uint64_t now_ = 0;
+  uint64_t next_write_ = 1;
+  uint64_t next_op_ = 1;
+  uint64_t next_ctx_ = 1;
+  uint64_t next_cc_ = 1;
+  bool healed_ = false;
+  Result result_;
+
+  // oracles
+  std::vector<std::pair<uint64_t, uint64_t>> applied_;  // index-1 -> (term, entry hash)
+  std::vector<uint64_t> chain_;                          // index-1 -> state hash after it
+  std::vector<uint64_t> commit_term_;  // index-1 -> lowest leader term that committed it
+  std::map<uint64_t, int> leader_of_term_;
+  std::map<std::pair<uint64_t, uint64_t>, std::pair<uint64_t, uint64_t>> log_ids_;  // (i,t)->(hash, prev term)
+  uint64_t max_acked_ = 0;
+  std::map<uint64_t, ReadCheck> reads_;
+  std::map<std::string, DurableSnapshot> snapshot_store_;
+};
+
+void World::boot(Node& n) {
+  Boot b;
+  b.hard_state = n.disk_hs;
+  b.initial_conf = n.initial_conf;
+  if (n.disk_snapshot) b.snapshot = n.disk_snapshot->meta;
+  b.entries.assign(n.disk_log.begin(), n.disk_log.end());
+  n.sm = n.disk_snapshot ? n.disk_snapshot->sm : SmState{};
+  n.alive = true;
+  n.snapshot_in_progress = false;
+  ++n.epoch;
+  n.core = std::make_unique<Raft>(options_for(n), std::move(b), now_);
+  n.pending.clear();
+  schedule(now_ + rng_.range(1, 5), TickEvent{n.id, n.epoch});
+  trace("node " + std::to_string(n.id) + " boots term=" + std::to_string(n.disk_hs.term) +
+        " log=" + std::to_string(n.disk_log.size()) +
+        " snapshot=" + std::to_string(n.disk_snapshot ? n.disk_snapshot->meta.last_included_index : 0));
+  drain(n);
+}
+
+void World::crash(Node& n) {
+  if (!n.alive) return;
+  trace("node " + std::to_string(n.id) + " CRASH (" + std::to_string(n.writes.size()) +
+        " unsynced writes lost)");
+  ++result_.crashes;
+  n.alive = false;
+  ++n.epoch;
+  n.writes.clear();
+  n.core.reset();
+  n.pending.clear();
+}
+
+void World::persist(Node& n, decltype(Write::op) op, uint64_t latency) {
+  // One FIFO queue per disk: a later write never becomes durable before an earlier one,
+  // and writes queued behind a slow one share its fsync (group commit).
+  Write w{next_write_++, std::max(n.last_write_done, now_ + latency), std::move(op)};
+  n.last_write_done = w.done_at;
+  schedule(w.done_at, DiskEvent{n.id, n.epoch, w.id});
+  n.writes.push_back(std::move(w));
+}
+
+void World::on_disk(Node& n, uint64_t write_id) {
+  if (n.writes.empty() || n.writes.front().id != write_id) return;
+  Write w = std::move(n.writes.front());
+  n.writes.pop_front();
+  std::visit(
+      [&](auto& op) {
+        using T = std::decay_t<decltype(op)>;
+        if constexpr (std::is_same_v<T, std::pair<uint64_t, HardState>>) {
+          n.disk_hs = op.second;
+          n.core->meta_persisted(op.first);
+        } else if constexpr (std::is_same_v<T, LogWrite>) {
+          while (!n.disk_log.empty() && n.disk_log.back().index >= op.from_index) n.disk_log.pop_back();
+          if (!op.entries.empty() && !n.disk_log.empty() &&
+              n.disk_log.back().index + 1 != op.entries.front().index)
+            fail("storage contract: non-contiguous append at " +
+                 std::to_string(op.entries.front().index));
+          for (auto& e : op.entries) n.disk_log.push_back(e);
+          trace("node " + std::to_string(n.id) + " synced log from " + std::to_string(op.from_index) +
+                " +" + std::to_string(op.entries.size()) + " disk=" + std::to_string(n.disk_log.size()));
+          if (!op.entries.empty())
+            n.core->log_persisted(op.entries.back().index, op.entries.back().term);
+        } else if constexpr (std::is_same_v<T, uint64_t>) {
+          while (!n.disk_log.empty() && n.disk_log.front().index < op) n.disk_log.pop_front();
+        } else if constexpr (std::is_same_v<T, SnapshotMeta>) {
+          trace("node " + std::to_string(n.id) + " synced log reset");
+          n.disk_log.clear();
+        } else if constexpr (std::is_same_v<T, DurableSnapshot>) {
+          // An installed snapshot may have overtaken this one while it was being written.
+          if (!n.disk_snapshot ||
+              n.disk_snapshot->meta.last_included_index < op.meta.last_included_index)
+            n.disk_snapshot = op;
+          n.snapshot_in_progress = false;
+          n.core->snapshot_taken(op.meta);
+        }
+      },
+      w.op);
+  drain(n);
+}
+
+void World::send(Node& from, Envelope env) {
+  ++result_.messages;
+  if (auto* is = std::get_if<InstallSnapshotRequest>(&env.payload)) {
+    // The "uri" names a reader over the sender's snapshot, as braft's FileService does.
+    if (!from.disk_snapshot ||
+        from.disk_snapshot->meta.last_included_index != is->meta.last_included_index) {
+      fail("leader sent a snapshot it does not hold");
+      return;
+    }
+    is->uri = "sim://" + std::to_string(from.id) + "/" + std::to_string(next_write_++);
+    snapshot_store_[is->uri] = *from.disk_snapshot;
+  }
+  if (auto* v = std::get_if<RequestVoteResponse>(&env.payload);
+      v && v->granted && !v->pre_vote && !healed_ && rng_.chance(s_.p_crash_after_vote)) {
+    schedule(now_ + rng_.range(0, 3), CrashEvent{from.id});
+  }
+  int to = index_of(env.to);
+  if (to < 0 || !links_[from.id][to] || rng_.chance(healed_ ? 0.0 : s_.loss)) return;
+  int copies = (!healed_ && rng_.chance(s_.duplicate)) ? 2 : 1;
+  for (int c = 0; c < copies; ++c)
+    schedule(now_ + rng_.range(s_.min_delay_ms, s_.max_delay_ms), MsgEvent{env});
+  if (!healed_ && rng_.chance(s_.late_duplicate))  // a stale retransmission
+    schedule(now_ + rng_.range(s_.election_timeout_ms, 4 * s_.election_timeout_ms), MsgEvent{env});
+}
+
+void World::apply(Node& n, const Entry& e) {
+  if (e.index != n.sm.index + 1) {
+    fail("node " + std::to_string(n.id) + " applied index " + std::to_string(e.index) +
+         " after " + std::to_string(n.sm.index));
+    return;
+  }
+  uint64_t h = entry_hash(e);
+  size_t i = e.index - 1;
+  if (applied_.size() <= i) {
+    applied_.resize(i + 1, {0, 0});
+    chain_.resize(i + 1, 0);
+    commit_term_.resize(i + 1, UINT64_MAX);
+  }
+  n.sm.hash = mix(n.sm.hash, h);
+  n.sm.index = e.index;
+  if (applied_[i].first == 0) {
+    applied_[i] = {e.term, h};
+    chain_[i] = n.sm.hash;
+  } else if (applied_[i] != std::make_pair(e.term, h) || chain_[i] != n.sm.hash) {
+    fail("state machine safety: node " + std::to_string(n.id) + " applied index " +
+         std::to_string(e.index) + " term " + std::to_string(e.term) +
+         " but term " + std::to_string(applied_[i].first) + " was applied elsewhere");
+    return;
+  }
+  auto it = n.pending.find(e.index);
+  if (it != n.pending.end()) {
+    bool mine = e.type == EntryType::Data && e.data && it->second.first == e.term &&
+                *e.data == std::to_string(it->second.second);
+    if (mine) {
+      ++result_.acked_writes;
+      max_acked_ = std::max(max_acked_, e.index);
+    }
+    n.pending.erase(it);
+  }
+}
+
+void World::on_install(Node& n, const SnapshotInstall& inst) {
+  auto it = snapshot_store_.find(inst.uri);
+  bool ok = it != snapshot_store_.end() &&
+            it->second.meta.last_included_index == inst.meta.last_included_index;
+  if (ok && n.core->snapshot_installed(inst.meta, true)) {
+    const DurableSnapshot& snap = it->second;
+    size_t i = snap.sm.index - 1;
+    if (i < chain_.size() && chain_[i] != 0 && chain_[i] != snap.sm.hash)
+      fail("snapshot at " + std::to_string(snap.sm.index) + " disagrees with applied state");
+    n.disk_snapshot = snap;  // published before the core's log reset reaches the disk
+    n.sm = snap.sm;
+    ++result_.snapshots_installed;
+    trace("node " + std::to_string(n.id) + " installed snapshot " +
+          std::to_string(inst.meta.last_included_index));
+  } else if (!ok) {
+    n.core->snapshot_installed(inst.meta, false);
+  }
+  drain(n);
+}
+
+void World::check_log(Node& n, const LogWrite& w) {
+  for (const auto& e : w.entries) {
+    auto prev = n.core->term_at(e.index - 1);
+    auto key = std::make_pair(e.index, e.term);
+    auto val = std::make_pair(entry_hash(e), prev.value_or(UINT64_MAX));
+    auto [it, inserted] = log_ids_.emplace(key, val);
+    if (!inserted && it->second.first != val.first)
+      fail("log matching: two different entries at index " + std::to_string(e.index) +
+           " term " + std::to_string(e.term));
+    if (!inserted && prev && it->second.second != UINT64_MAX && it->second.second != *prev)
+      fail("log matching: entry (" + std::to_string(e.index) + "," + std::to_string(e.term) +
+           ") follows different terms on node " + std::to_string(n.id));
+    if (e.type == EntryType::Configuration && e.conf) {
+      Configuration before = n.core->conf_at(e.index - 1);
+      const Configuration& c = *e.conf;
+      size_t diff = 0;
+      for (const auto& p : c.peers) diff += !contains(before.peers, p);
+      for (const auto& p : before.peers) diff += !contains(c.peers, p);
+      bool ok = c.peers == before.peers && c.old_peers == before.old_peers;  // same (new term)
+      if (before.peers.empty()) ok = true;  // a replica outside any configuration learns one
+      if (!ok && c.joint()) ok = !before.joint() && c.old_peers == before.peers;
+      if (!ok && !c.joint()) ok = before.joint() ? before.peers == c.peers : diff <= 1;
+      if (!ok)
+        fail("configuration safety: " + before.to_string() + " -> " + c.to_string() +
+             " at index " + std::to_string(e.index));
+    }
+  }
+}
+
+void World::check_leader(Node& n) {
+  Raft& c = *n.core;
+  uint64_t term = c.term();
+  auto [it, inserted] = leader_of_term_.emplace(term, n.id);
+  if (!inserted && it->second != n.id)
+    return fail("election safety: nodes " + std::to_string(it->second) + " and " +
+                std::to_string(n.id) + " both lead term " + std::to_string(term));
+  ++result_.elections;
+  // Leader completeness: every entry committed in an earlier term is in this leader's log.
+  for (size_t i = c.snapshot().last_included_index; i < applied_.size(); ++i) {
+    if (applied_[i].first == 0 || commit_term_[i] >= term) continue;
+    auto t = c.term_at(i + 1);
+    if (t != applied_[i].first)
+      return fail("leader completeness: leader " + std::to_string(n.id) + " of term " +
+                  std::to_string(term) + " lacks committed entry " + std::to_string(i + 1));
+  }
+}
+
+void World::drain(Node& n) {
+  while (n.alive && n.core->has_ready()) {
+    Ready rd = n.core->take_ready();
+    uint64_t lat = rng_.range(s_.disk_min_ms, s_.disk_max_ms);
+    if (rd.hard_state) persist(n, std::make_pair(rd.meta_seq, *rd.hard_state), lat);
+    if (rd.log_reset) persist(n, *rd.log_reset, lat);
+    if (rd.log_write) {
+      check_log(n, *rd.log_write);
+      persist(n, *rd.log_write, lat);
+    }
+    if (rd.compact_before) persist(n, *rd.compact_before, lat);
+    for (auto& m : rd.messages) send(n, std::move(m));
+    for (const auto& e : rd.committed) {
+      apply(n, e);
+      if (!result_.ok) return;
+    }
+    if (rd.install_snapshot)
+      schedule(now_ + rng_.range(1, 20), InstallEvent{n.id, n.epoch, *rd.install_snapshot});
+    for (const auto& r : rd.reads) {
+      auto it = reads_.find(r.ctx);
+      if (it == reads_.end()) continue;
+      if (r.status.ok()) {
+        if (r.index < it->second.must_see)
+          fail("linearizable read: node " + std::to_string(n.id) + " read index " +
+               std::to_string(r.index) + " misses write " + std::to_string(it->second.must_see) +
+               " acknowledged before the read began");
+        ++result_.reads_ok;
+      }
+      reads_.erase(it);
+    }
+    for (const auto& cc : rd.conf_changes) {
+      if (cc.status.ok()) ++result_.conf_changes_ok;
+      trace("node " + std::to_string(n.id) + " conf change " + std::to_string(cc.id) + ": " +
+            code_name(cc.status.code) + " " + cc.new_conf.to_string());
+    }
+    Raft& c = *n.core;
+    if (rd.role_changed || rd.leader_changed)
+      trace("node " + std::to_string(n.id) + " is " + role_name(c.role()) + " term " +
+            std::to_string(c.term()) + " leader " + c.leader().to_string());
+    if (rd.role_changed && c.role() == Role::Leader) check_leader(n);
+    if (c.role() == Role::Leader) {
+      // Record the lowest term in which each index became committed (for completeness).
+      for (uint64_t i = c.commit_index(); i > 0 && i - 1 < commit_term_.size(); --i) {
+        if (commit_term_[i - 1] <= c.term()) break;
+        commit_term_[i - 1] = c.term();
+      }
+      if (c.conf_index() <= c.commit_index() && !c.conf().is_voter(c.self()))
+        fail("configuration safety: node " + std::to_string(n.id) +
+             " leads although the committed configuration excludes it");
+    }
+    if (!result_.ok) return;
+  }
+}
+
+Node* World::find_leader() {
+  Node* best = nullptr;
+  for (auto& n : nodes_)
+    if (n->alive && n->core->role() == Role::Leader && (!best || n->core->term() > best->core->term()))
+      best = n.get();
+  return best;
+}
+
+void World::inject_faults() {
+  int N = s_.nodes;
+  auto pick = [&] { return static_cast<int>(rng_.below(static_cast<uint64_t>(N))); };
+  if (rng_.chance(s_.p_partition)) {
+    std::vector<int> side(N);
+    for (auto& x : side) x = static_cast<int>(rng_.below(2));
+    for (int a = 0; a < N; ++a)
+      for (int b = 0; b < N; ++b) links_[a][b] = side[a] == side[b];
+    trace("partition");
+  }
+  if (rng_.chance(s_.p_one_way)) {
+    int a = pick(), b = pick();
+    links_[a][b] = false;
+    trace("cut " + std::to_string(a) + "->" + std::to_string(b));
+  }
+  if (rng_.chance(s_.p_flap)) {
+    int a = pick(), b = pick();
+    links_[a][b] = links_[b][a] = !links_[a][b];
+  }
+  if (rng_.chance(s_.p_partition / 2)) {
+    for (auto& row : links_) std::fill(row.begin(), row.end(), true);
+    trace("network healed");
+  }
+  if (rng_.chance(s_.p_crash)) {
+    schedule(now_, CrashEvent{pick()});
+  }
+  if (Node* l = find_leader(); l && rng_.chance(s_.p_kill_leader)) {
+    schedule(now_ + rng_.range(0, 5), CrashEvent{l->id});
+  }
+  if (Node* l = find_leader(); l && rng_.chance(s_.p_isolate_leader)) {
+    for (int b = 0; b < N; ++b)
+      if (b != l->id) links_[l->id][b] = links_[b][l->id] = false;
+    trace("isolate leader " + std::to_string(l->id));
+  }
+  if (rng_.chance(s_.p_restart)) {
+    int i = pick();
+    if (!nodes_[i]->alive) boot(*nodes_[i]);
+  }
+  Node* leader = find_leader();
+  if (leader && rng_.chance(s_.p_membership)) {
+    Raft& c = *leader->core;
+    PeerList peers;
+    for (auto& n : nodes_)
+      if (rng_.chance(0.6)) insert_sorted(peers, n->peer);
+    if (peers.empty()) insert_sorted(peers, nodes_[pick()]->peer);
+    uint64_t kind = rng_.below(4);
+    Status st;
+    if (kind == 0) {
+      st = c.add_peer(next_cc_++, nodes_[pick()]->peer, now_);
+    } else if (kind == 1) {
+      st = c.remove_peer(next_cc_++, nodes_[pick()]->peer, now_);
+    } else if (kind == 2) {
+      st = c.change_peers(next_cc_++, peers, now_);
+    } else {
+      PeerList learners;
+      for (auto& n : nodes_)
+        if (!contains(c.conf().peers, n->peer) && rng_.chance(0.5)) insert_sorted(learners, n->peer);
+      st = c.change_learners(next_cc_++, learners, now_);
+    }
+    trace("membership change by " + std::to_string(leader->id) + ": " + code_name(st.code));
+    drain(*leader);
+  }
+  leader = find_leader();
+  if (leader && rng_.chance(s_.p_transfer)) {
+    Status st = leader->core->transfer_leader(nodes_[pick()]->peer, now_);
+    if (st.ok()) ++result_.transfers;
+    drain(*leader);
+  }
+  if (rng_.chance(s_.p_snapshot)) {
+    Node& n = *nodes_[pick()];
+    if (n.alive && !n.snapshot_in_progress && n.sm.index > 0) {
+      auto meta = n.core->snapshot_meta_at(n.sm.index);
+      if (meta && (!n.disk_snapshot || meta->last_included_index > n.disk_snapshot->meta.last_included_index)) {
+        n.snapshot_in_progress = true;
+        persist(n, DurableSnapshot{*meta, n.sm}, rng_.range(1, 30));
+      }
+    }
+  }
+}
+
+void World::client_ops() {
+  // Clients talk to random replicas: leaders, stale leaders and followers alike.
+  if (rng_.chance(s_.p_propose)) {
+    Node& n = *nodes_[rng_.below(static_cast<uint64_t>(s_.nodes))];
+    if (n.alive) {
+      uint64_t op = next_op_++;
+      auto res = n.core->propose(std::make_shared<const std::string>(std::to_string(op)), now_);
+      if (res.status.ok()) n.pending[res.index] = {res.term, op};
+      drain(n);
+    }
+  }
+  if (rng_.chance(s_.p_read)) {
+    Node& n = *nodes_[rng_.below(static_cast<uint64_t>(s_.nodes))];
+    if (n.alive) {
+      uint64_t ctx = next_ctx_++;
+      reads_[ctx] = ReadCheck{now_, max_acked_, n.id};
+      n.core->read_index(ctx, now_);
+      drain(n);
+    }
+  }
+}
+
+void World::heal() {
+  healed_ = true;
+  // A healed network delivers promptly: liveness is only owed when messages beat timeouts.
+  s_.max_delay_ms = std::min(s_.max_delay_ms, s_.min_delay_ms + s_.election_timeout_ms / 20);
+  for (auto& row : links_) std::fill(row.begin(), row.end(), true);
+  for (auto& n : nodes_)
+    if (!n->alive) boot(*n);
+  trace("HEAL: all nodes up, network reliable");
+}
+
+Result World::run() {
+  // Liveness bound: 30 election timeouts, plus time to replicate a full backlog of
+  // uncommitted entries one round trip and one fsync at a time.
+  uint64_t bound = s_.liveness_bound_ms
+                       ? s_.liveness_bound_ms
+                       : 30 * s_.election_timeout_ms +
+                             kMaxUncommitted * (s_.disk_max_ms + 2 * s_.max_delay_ms + 1);
+  uint64_t heal_at = s_.chaos_ms;
+  uint64_t deadline = heal_at + bound;
+  uint64_t next_ms = 0;
+  uint64_t liveness_op_index = 0;  // index of the post-heal write, once acknowledged
+  uint64_t acked_before_heal = 0;
+  while (result_.ok) {
+    uint64_t at = queue_.empty() ? next_ms : std::min(queue_.top().at, next_ms);
+    now_ = at;
+    if (now_ >= next_ms) {  // once per virtual millisecond: faults and clients
+      next_ms = now_ + 1;
+      if (!healed_ && now_ >= heal_at) {
+        heal();
+        acked_before_heal = result_.acked_writes;
+      }
+      if (!healed_) inject_faults();
+      client_ops();
+      if (healed_ && result_.acked_writes > acked_before_heal && !liveness_op_index)
+        liveness_op_index = max_acked_;
+      if (liveness_op_index) {
+        // Liveness: after healing, some write committed; now every member must catch up.
+        Node* leader = find_leader();
+        bool all = leader != nullptr;
+        for (auto& n : nodes_)
+          if (all && leader->core->conf().is_member(n->peer) && n->sm.index < liveness_op_index)
+            all = false;
+        if (all) break;
+      }
+      if (now_ >= deadline) {
+        for (auto& n : nodes_) {
+          auto st = n->core->status();
+          trace("node " + std::to_string(n->id) + " " + role_name(st.role) + " term " +
+                std::to_string(st.term) + " first " + std::to_string(st.first_index) + " last " +
+                std::to_string(st.last_index) + " commit " + std::to_string(st.commit_index) + " durable " + std::to_string(st.durable_index) +
+                " applied " + std::to_string(n->sm.index) + " conf " + st.conf.to_string());
+          for (const auto& p : st.peers)
+            trace("  peer " + p.id.to_string() + " match " + std::to_string(p.match_index) +
+                  " next " + std::to_string(p.next_index) + " " + p.state);
+        }
+        fail(liveness_op_index
+                 ? "liveness: members did not all apply index " + std::to_string(liveness_op_index) +
+                       " within " + std::to_string(bound) + " ms of healing"
+                 : "liveness: no write committed within " + std::to_string(bound) +
+                       " ms after healing");
+        break;
+      }
+      continue;
+    }
+    Queued q = queue_.top();
+    queue_.pop();
+    ++result_.events;
+    std::visit(
+        [&](auto& ev) {
+          using T = std::decay_t<decltype(ev)>;
+          if constexpr (std::is_same_v<T, MsgEvent>) {
+            int from = index_of(ev.env.from), to = index_of(ev.env.to);
+            Node& n = *nodes_[to];
+            if (!n.alive || (from >= 0 && !links_[from][to])) return;
+            if (trace_) trace(describe(ev.env));
+            n.core->step(ev.env, now_);
+            drain(n);
+          } else if constexpr (std::is_same_v<T, TickEvent>) {
+            Node& n = *nodes_[ev.node];
+            if (!n.alive || n.epoch != ev.epoch) return;
+            n.core->tick(now_);
+            drain(n);
+            schedule(now_ + 5, TickEvent{ev.node, ev.epoch});
+          } else if constexpr (std::is_same_v<T, DiskEvent>) {
+            Node& n = *nodes_[ev.node];
+            if (n.alive && n.epoch == ev.epoch) on_disk(n, ev.write_id);
+          } else if constexpr (std::is_same_v<T, InstallEvent>) {
+            Node& n = *nodes_[ev.node];
+            if (n.alive && n.epoch == ev.epoch) on_install(n, ev.install);
+          } else if constexpr (std::is_same_v<T, CrashEvent>) {
+            if (!healed_) crash(*nodes_[ev.node]);
+          }
+        },
+        q.ev);
+  }
+  for (auto& n : nodes_)
+    if (n->core) {
+      const auto& c = n->core->counters();
+      result_.dropped_invalid += c.total();
+    }
+  return result_;
+}
+
+}  // namespace
+
+Result run(const Scenario& s, const TraceSink& trace) {
+  World w(s, trace);
+  return w.run();
+}
+
+}  // namespace raftstore::sim

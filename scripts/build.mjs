@@ -1,0 +1,49 @@
+#!/usr/bin/env node
+// Builds the native trees with CMake + Ninja:
+//   build/release  RelWithDebInfo: the simulator and what ships
+//   build/asan     Debug with ASan+UBSan: unit tests and a sanitized simulator run
+// Usage: node scripts/build.mjs [--release-only | --asan-only]
+// CMake is run only for a tree without build.ninja; after that Ninja re-runs CMake by
+// itself whenever CMakeLists.txt changes. ccache is picked up by CMakeLists.txt.
+// BUILD_JOBS=N caps Ninja's parallelism (its default is cores + 2).
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+
+const trees = {
+  // Unit tests run only under the sanitizers, so the release tree skips building them.
+  release: { dir: 'build/release', flags: ['-DCMAKE_BUILD_TYPE=RelWithDebInfo', '-DRAFTSTORE_TESTS=OFF'] },
+  asan: { dir: 'build/asan', flags: ['-DCMAKE_BUILD_TYPE=Debug', '-DRAFTSTORE_SANITIZE=ON'] },
+};
+
+const args = process.argv.slice(2);
+const unknown = args.filter((a) => a !== '--release-only' && a !== '--asan-only');
+if (unknown.length > 0 || args.length > 1) {
+  console.error(`build: unexpected arguments: ${args.join(' ')}`);
+  console.error('usage: node scripts/build.mjs [--release-only | --asan-only]');
+  process.exit(2);
+}
+const names =
+  args[0] === '--release-only' ? ['release'] : args[0] === '--asan-only' ? ['asan'] : ['release', 'asan'];
+
+function run(cmd, cmdArgs) {
+  const r = spawnSync(cmd, cmdArgs, { cwd: root, stdio: 'inherit' });
+  if (r.error || r.status !== 0) {
+    const why = r.error ? r.error.message : r.signal ? `killed by ${r.signal}` : `exit code ${r.status}`;
+    console.error(`build: FAILED: ${cmd} ${cmdArgs.join(' ')} (${why})`);
+    process.exit(r.status || 1);
+  }
+}
+
+for (const name of names) {
+  const { dir, flags } = trees[name];
+  if (!existsSync(`${root}/${dir}/build.ninja`)) {
+    console.log(`build: configuring ${dir}`);
+    run('cmake', ['-S', '.', '-B', dir, '-G', 'Ninja', ...flags]);
+  }
+  console.log(`build: building ${dir}`);
+  const jobs = process.env.BUILD_JOBS ? ['-j', process.env.BUILD_JOBS] : [];
+  run('ninja', ['-C', dir, ...jobs]);
+}

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Brings a fresh machine to the point where `npm test` can run: Debian toolchain, npm
+# devDependencies, and both native build trees. Safe to run again: each part skips work
+# that is already done.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+packages=(g++ cmake ninja-build ccache libgtest-dev clang-format)
+
+missing=()
+for pkg in "${packages[@]}"; do
+  # dpkg-query fails for a package it has never heard of; treat that as missing too.
+  status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
+  [[ $status == installed ]] || missing+=("$pkg")
+done
+
+if ((${#missing[@]} > 0)); then
+  echo "setup: installing ${missing[*]}"
+  sudo=()
+  ((EUID == 0)) || sudo=(sudo)
+  "${sudo[@]}" apt-get update -q
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+else
+  echo "setup: Debian packages present"
+fi
+
+# npm ci installs exactly the lock file; plain install only when there is none yet.
+if [[ -f package-lock.json ]]; then
+  echo "setup: npm ci"
+  npm ci --no-fund --no-audit
+else
+  echo "setup: npm install"
+  npm install --no-fund --no-audit
+fi
+
+echo "setup: building native trees"
+node scripts/build.mjs
+echo "setup: done"

@@ -1,0 +1,161 @@
+#!/usr/bin/env node
+// `npm test`: builds both native trees, then runs every suite, streaming each one's output
+// while capturing it to count results. Ends with the plain line `N passed, N failed` (the
+// line CI reads) and exits non-zero if anything failed or any step crashed.
+//
+// Env: SIM_SEEDS (release simulator schedules, default 2000), ASAN_SIM_SEEDS (sanitized
+// simulator schedules, default 200), MUTANT_BUDGET (schedules per mutant, default 2000).
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+
+function countFromEnv(name, fallback) {
+  const v = process.env[name];
+  if (v === undefined || v === '') return fallback;
+  if (!/^[1-9][0-9]*$/.test(v)) {
+    console.error(`test: ${name} must be a positive integer, got "${v}"`);
+    process.exit(2);
+  }
+  return Number(v);
+}
+const simSeeds = countFromEnv('SIM_SEEDS', 2000);
+const asanSeeds = countFromEnv('ASAN_SIM_SEEDS', 200);
+const mutantBudget = countFromEnv('MUTANT_BUDGET', 2000);
+
+let passed = 0;
+let failed = 0;
+const results = []; // one line per step, repeated at the end
+
+// Runs cmd with output streamed to ours and captured; never rejects.
+function run(cmd, args) {
+  return new Promise((resolve) => {
+    let text = '';
+    const child = spawn(cmd, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    for (const [from, to] of [[child.stdout, process.stdout], [child.stderr, process.stderr]]) {
+      from.setEncoding('utf8');
+      from.on('data', (chunk) => {
+        to.write(chunk);
+        text += chunk;
+      });
+    }
+    child.on('error', (error) => resolve({ code: null, signal: null, error, text }));
+    child.on('close', (code, signal) => resolve({ code, signal, text }));
+  });
+}
+
+function exitNote(r) {
+  if (r.error) return `could not start: ${r.error.message}`;
+  return r.signal ? `killed by ${r.signal}` : `exit code ${r.code}`;
+}
+
+// Runs one step. `judge(r, text)` turns its outcome into { passed, failed, note }; text has
+// colour codes stripped so the patterns match whether or not colours were on.
+async function step(title, cmd, args, judge) {
+  console.log(`\n===== ${title}: ${cmd} ${args.join(' ')}`);
+  const r = await run(cmd, args);
+  const text = r.text.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '');
+  const out = judge(r, text);
+  passed += out.passed;
+  failed += out.failed;
+  const line = `${title}: ${out.passed} passed, ${out.failed} failed${out.note ? ` (${out.note})` : ''}`;
+  results.push(line);
+  console.log(`===== ${line}`);
+  return out.failed === 0;
+}
+
+function skip(title, why) {
+  results.push(`${title}: skipped (${why})`);
+  console.log(`\n===== ${title}: skipped (${why})`);
+}
+
+// A build is not a test: it counts only when it fails (as one failure).
+const judgeBuild = (r) =>
+  r.code === 0 ? { passed: 0, failed: 0, note: 'built' } : { passed: 0, failed: 1, note: exitNote(r) };
+
+function judgeCtest(r, text) {
+  const m = /(\d+)% tests passed, (\d+) tests? failed out of (\d+)/.exec(text);
+  if (m) {
+    const f = Number(m[2]);
+    const p = Number(m[3]) - f;
+    // A non-zero exit with no failed test means ctest itself broke: count that too.
+    if (r.code !== 0 && f === 0) return { passed: p, failed: 1, note: exitNote(r) };
+    return { passed: p, failed: f };
+  }
+  if (r.code === 0 && /No tests were found/.test(text)) return { passed: 0, failed: 0, note: 'no unit tests found' };
+  return { passed: 0, failed: 1, note: `no ctest summary, ${exitNote(r)}` };
+}
+
+// One simulator run is one check: it passes on exit 0 with a `sim: N schedules, 0 violations` line.
+function judgeSim(r, text) {
+  const lines = text.split('\n').filter((l) => /^(sim|rate): /.test(l));
+  const clean = /^sim: \d+ schedules, 0 violations$/m.test(text);
+  const note = [...lines, r.code === 0 ? '' : exitNote(r)].filter(Boolean).join('; ');
+  return r.code === 0 && clean ? { passed: 1, failed: 0, note } : { passed: 0, failed: 1, note };
+}
+
+// Each `mutant NAME caught ...` line is a pass, each `mutant NAME NOT caught ...` a failure.
+function judgeMutants(r, text) {
+  let p = 0;
+  let f = 0;
+  for (const m of text.matchAll(/^mutant\s+\S+\s+(NOT caught|caught)\b/gm)) {
+    if (m[1] === 'caught') p += 1;
+    else f += 1;
+  }
+  const summary = /^mutants: .*$/m.exec(text)?.[0];
+  if (r.code !== 0 && f === 0) return { passed: p, failed: 1, note: exitNote(r) };
+  return { passed: p, failed: f, note: summary };
+}
+
+function judgeMocha(r, text) {
+  const p = Number(/^\s*(\d+) passing/m.exec(text)?.[1] ?? 0);
+  const f = Number(/^\s*(\d+) failing/m.exec(text)?.[1] ?? 0);
+  const pending = Number(/^\s*(\d+) pending/m.exec(text)?.[1] ?? 0);
+  const note = pending ? `${pending} pending` : undefined;
+  if (r.code !== 0 && f === 0) return { passed: p, failed: 1, note: exitNote(r) };
+  return { passed: p, failed: f, note };
+}
+
+async function main() {
+  const build = (flag) => [process.execPath, ['scripts/build.mjs', flag]];
+  // Built separately so that one broken tree still lets the other tree's steps run.
+  const releaseOk = await step('build release', ...build('--release-only'), judgeBuild);
+  const asanOk = await step('build asan', ...build('--asan-only'), judgeBuild);
+
+  if (asanOk) {
+    await step('unit tests (ASan+UBSan)', 'ctest',
+      ['--test-dir', 'build/asan', '--output-on-failure', '-j2'], judgeCtest);
+    await step('simulator (ASan+UBSan)', 'build/asan/raftstore-sim',
+      ['--seeds', String(asanSeeds), '--start', '100001'], judgeSim);
+  } else {
+    skip('unit tests (ASan+UBSan)', 'asan build failed');
+    skip('simulator (ASan+UBSan)', 'asan build failed');
+  }
+
+  if (releaseOk) {
+    await step('simulator (release)', 'build/release/raftstore-sim',
+      ['--seeds', String(simSeeds)], judgeSim);
+    await step('mutants', 'build/release/raftstore-sim',
+      ['--mutants', '--budget', String(mutantBudget)], judgeMutants);
+  } else {
+    skip('simulator (release)', 'release build failed');
+    skip('mutants', 'release build failed');
+  }
+
+  // --no: never try to download mocha; it comes from devDependencies.
+  await step('mocha', 'npx', ['--no', 'mocha', '--reporter', 'spec',
+    ...(process.stdout.isTTY ? ['--color'] : [])], judgeMocha);
+}
+
+try {
+  await main();
+} catch (err) {
+  // A bug in this script must not look like a green run.
+  console.error(err);
+  failed += 1;
+  results.push(`test.mjs: crashed (${err instanceof Error ? err.message : String(err)})`);
+}
+console.log('\n===== summary');
+for (const line of results) console.log(`  ${line}`);
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed > 0 ? 1 : 0);
