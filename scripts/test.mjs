@@ -3,8 +3,8 @@
 // while capturing it to count results. Ends with the plain line `N passed, N failed` (the
 // line CI reads) and exits non-zero if anything failed or any step crashed.
 //
-// Env: SIM_SEEDS (release simulator schedules, default 2000), ASAN_SIM_SEEDS (sanitized
-// simulator schedules, default 200), MUTANT_BUDGET (schedules per mutant, default 2000).
+// Env: SIM_SEEDS (release simulator schedules, default 5000), ASAN_SIM_SEEDS (sanitized
+// simulator schedules, default 200), MUTANT_BUDGET (schedules per mutant, default 5000).
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
@@ -19,9 +19,9 @@ function countFromEnv(name, fallback) {
   }
   return Number(v);
 }
-const simSeeds = countFromEnv('SIM_SEEDS', 2000);
+const simSeeds = countFromEnv('SIM_SEEDS', 5000);
 const asanSeeds = countFromEnv('ASAN_SIM_SEEDS', 200);
-const mutantBudget = countFromEnv('MUTANT_BUDGET', 2000);
+const mutantBudget = countFromEnv('MUTANT_BUDGET', 5000);
 
 let passed = 0;
 let failed = 0;

@@ -161,8 +161,8 @@ void Raft::set_leader(const PeerId& p) {
   leader_ = p;
   ready_.leader_changed = true;
   // Reads forwarded to the previous leader will not be answered by the new one.
-  for (auto& [rpc, ctx] : forwarded_reads_)
-    ready_.reads.push_back({ctx, error(Code::LeaderChanged, "leader changed"), 0});
+  for (auto& [rpc, fr] : forwarded_reads_)
+    ready_.reads.push_back({fr.ctx, error(Code::LeaderChanged, "leader changed"), 0});
   forwarded_reads_.clear();
 }
 
@@ -316,7 +316,7 @@ void Raft::advance_commit(uint64_t index, uint64_t now) {
   if (role_ == Role::Leader && conf_index_ <= commit_ && !conf_.is_voter(opt_.self) &&
       !MUTANT(RemovedLeaderKeepsLeading)) {
     // braft ELEADERREMOVED: the configuration without us is committed; stop leading.
-    become_follower(hs_.term, PeerId{}, now);
+    become_follower(PeerId{}, now);
   }
 }
 
@@ -392,8 +392,7 @@ bool Raft::snapshot_installed(const SnapshotMeta& meta, bool ok) {
 // ---------------------------------------------------------------------------------------
 // roles
 
-void Raft::become_follower(uint64_t term, const PeerId& leader, uint64_t now) {
-  (void)term;
+void Raft::become_follower(const PeerId& leader, uint64_t now) {
   if (role_ == Role::Leader) {
     fail_reads(Code::NotLeader, "leadership lost");
     finish_conf_change(error(Code::LeaderChanged, "leadership lost"));
@@ -409,7 +408,7 @@ void Raft::become_follower(uint64_t term, const PeerId& leader, uint64_t now) {
 
 void Raft::step_down_to(uint64_t term, uint64_t now) {
   if (term > hs_.term) set_hard_state(term, PeerId{});
-  become_follower(hs_.term, PeerId{}, now);
+  become_follower(PeerId{}, now);
 }
 
 void Raft::start_pre_vote(uint64_t now) {
@@ -534,6 +533,15 @@ void Raft::tick(uint64_t now) {
     advance_conf_change(now);
     return;
   }
+  // A forwarded read whose answer was lost fails rather than waiting forever.
+  for (auto it = forwarded_reads_.begin(); it != forwarded_reads_.end();) {
+    if (now < it->second.sent_ms + opt_.election_timeout_ms) {
+      ++it;
+      continue;
+    }
+    ready_.reads.push_back({it->second.ctx, error(Code::LeaderChanged, "read index timed out"), 0});
+    it = forwarded_reads_.erase(it);
+  }
   if (now < election_deadline_) return;
   if (!can_campaign()) {  // learners and non-members never campaign
     reset_election_timer(now);
@@ -541,16 +549,13 @@ void Raft::tick(uint64_t now) {
   }
   if (role_ == Role::Candidate) {
     // braft raft_step_down_when_vote_timedout: back to follower, then pre-vote again.
-    become_follower(hs_.term, PeerId{}, now);
+    become_follower(PeerId{}, now);
     start_pre_vote(now);
     return;
   }
+  // In lease mode even an unknown leader may still hold a lease (we may have just restarted).
   uint64_t lease = opt_.election_timeout_ms + (opt_.leader_lease ? opt_.max_clock_drift_ms : 0);
-  if (!leader_.empty() && heard_from_leader_within(lease, now)) {
-    reset_election_timer(now);
-    return;
-  }
-  if (opt_.leader_lease && heard_from_leader_within(lease, now)) {
+  if ((!leader_.empty() || opt_.leader_lease) && heard_from_leader_within(lease, now)) {
     reset_election_timer(now);
     return;
   }
@@ -565,7 +570,7 @@ void Raft::check_quorum(uint64_t now) {
     auto* pr = progress(p);
     return pr && now < pr->last_ack_ms + t;
   });
-  if (!ok) become_follower(hs_.term, PeerId{}, now);
+  if (!ok) become_follower(PeerId{}, now);
 }
 
 bool Raft::lease_valid(uint64_t now) const {
@@ -788,7 +793,7 @@ void Raft::on_append(const Envelope& m, const AppendEntriesRequest& r, uint64_t 
     send_response(m.from, m.rpc_id, AppendEntriesResponse{hs_.term, false, last_index(), false});
     return;
   }
-  if (role_ == Role::Candidate || pre_voting_) become_follower(hs_.term, m.from, now);
+  if (role_ == Role::Candidate || pre_voting_) become_follower(m.from, now);
   set_leader(m.from);
   last_leader_contact_ = now;
   reset_election_timer(now);
@@ -886,7 +891,7 @@ void Raft::on_install_snapshot(const Envelope& m, const InstallSnapshotRequest& 
     send_response(m.from, m.rpc_id, InstallSnapshotResponse{hs_.term, false});
     return;
   }
-  if (role_ == Role::Candidate || pre_voting_) become_follower(hs_.term, m.from, now);
+  if (role_ == Role::Candidate || pre_voting_) become_follower(m.from, now);
   set_leader(m.from);
   last_leader_contact_ = now;
   reset_election_timer(now);
@@ -966,7 +971,7 @@ void Raft::read_index(uint64_t ctx, uint64_t now) {
     ready_.reads.push_back({ctx, error(Code::NotLeader, "no leader"), 0});
     return;
   }
-  forwarded_reads_[next_rpc_] = ctx;
+  forwarded_reads_[next_rpc_] = {ctx, now};
   send(leader_, ReadIndexRequest{hs_.term, ctx});
 }
 
@@ -1022,7 +1027,7 @@ void Raft::on_read_index(const Envelope& m, const ReadIndexRequest& r, uint64_t 
 void Raft::on_read_index_response(const Envelope& m, const ReadIndexResponse& r, uint64_t) {
   auto it = forwarded_reads_.find(m.rpc_id);
   if (it == forwarded_reads_.end() || !(m.from == leader_)) return void(++counters_.stale);
-  uint64_t ctx = it->second;
+  uint64_t ctx = it->second.ctx;
   forwarded_reads_.erase(it);
   if (r.success)
     ready_.reads.push_back({ctx, Status{}, r.index});

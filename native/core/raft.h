@@ -270,7 +270,7 @@ class Raft {
   };
 
   // roles
-  void become_follower(uint64_t term, const PeerId& leader, uint64_t now);
+  void become_follower(const PeerId& leader, uint64_t now);
   void become_candidate(uint64_t now, bool from_timeout_now);
   void become_leader(uint64_t now);
   void step_down_to(uint64_t term, uint64_t now);
@@ -387,7 +387,11 @@ class Raft {
   bool lease_revoked_ = false;  // a TimeoutNow went out in this term
 
   // follower reads forwarded to the leader
-  std::map<uint64_t, uint64_t> forwarded_reads_;  // rpc id -> ctx
+  struct ForwardedRead {
+    uint64_t ctx;
+    uint64_t sent_ms;
+  };
+  std::map<uint64_t, ForwardedRead> forwarded_reads_;  // by rpc id
 
   bool read_round_needed_ = false;
   uint64_t now_ = 0;

@@ -139,12 +139,38 @@ Scenario Scenario::from_seed(uint64_t seed) {
   s.p_propose = 0.05 + 0.3 * static_cast<double>(r.below(100)) / 100.0;
   s.p_read = 0.02 + 0.2 * static_cast<double>(r.below(100)) / 100.0;
   s.chaos_ms = r.range(2000, 5000);
+  if (r.chance(0.4)) {
+    // Election storm: a small cluster where leaders keep dying or being cut off at the worst
+    // moments, one entry per RPC, and stale messages resurface during elections. This is
+    // where Figure-8 style histories and stale votes live.
+    s.profile = "storm";
+    s.nodes = s.voters = r.chance(0.7) ? 3 : 5;
+    s.learners = 0;
+    s.max_entries_per_rpc = 1;
+    s.max_inflight = static_cast<uint32_t>(r.range(1, 3));
+    s.min_delay_ms = 1;
+    s.max_delay_ms = r.range(2, 15);
+    s.p_propose = 0.3;
+    s.p_kill_leader = rate(0.5, 0.001, 0.004);
+    s.p_isolate_leader = rate(0.5, 0.001, 0.004);
+    s.p_partition = rate(0.5, 0.001, 0.003);
+    s.p_restart = 0.01;
+    s.p_crash_new_leader = rate(0.7, 0.1, 0.5);
+    s.p_isolate_after_commit = rate(0.7, 0.01, 0.1);
+    s.p_replay_on_election = rate(0.7, 0.2, 0.8);
+    s.p_split_leaders = rate(0.7, 0.2, 0.6);
+    s.late_duplicate = r.chance(0.5) ? 0.05 : 0.0;
+    s.p_one_way = rate(0.5, 0.001, 0.004);
+    s.p_transfer = rate(0.5, 0.001, 0.004);
+    s.p_read = 0.3;
+    s.p_membership = 0.0;
+  }
   return s;
 }
 
 std::string Scenario::describe() const {
   std::ostringstream o;
-  o << "seed=" << seed << " nodes=" << nodes << " voters=" << voters << " learners=" << learners
+ o << "seed=" << seed << " profile=" << profile << " nodes=" << nodes << " voters=" << voters << " learners=" << learners
     << " lease=" << leader_lease << " T=" << election_timeout_ms << " drift=" << clock_drift_ms
     << " batch=" << max_entries_per_rpc << " inflight=" << max_inflight
     << " margin=" << snapshot_margin << " delay=" << min_delay_ms << ".." << max_delay_ms
@@ -152,7 +178,10 @@ std::string Scenario::describe() const {
     << " partition=" << p_partition << " oneway=" << p_one_way << " flap=" << p_flap
     << " crash=" << p_crash << " crash_after_vote=" << p_crash_after_vote
     << " kill_leader=" << p_kill_leader << " isolate_leader=" << p_isolate_leader
-    << " late_dup=" << late_duplicate
+    << " late_dup=" << late_duplicate << " crash_new_leader=" << p_crash_new_leader
+    << " isolate_after_commit=" << p_isolate_after_commit
+    << " replay_on_election=" << p_replay_on_election
+    << " split_leaders=" << p_split_leaders
     << " snapshot=" << p_snapshot << " membership=" << p_membership
     << " transfer=" << p_transfer << " chaos_ms=" << chaos_ms
     << " mutant=" << mutant_name(mutant);
@@ -185,7 +214,7 @@ struct Write {
 struct Node {
   int id = 0;
   PeerId peer;
-  bool alive = true;
+  bool alive = false;
   uint64_t epoch = 0;  // incarnation; events of a dead incarnation are ignored
   std::unique_ptr<Raft> core;
   // disk
@@ -260,6 +289,8 @@ class World {
       boot(*nodes_[i]);
     }
     links_.assign(s.nodes, std::vector<bool>(s.nodes, true));
+    history_.resize(s.nodes);
+    last_commit_.resize(s.nodes);
   }
   ~World() { core::g_active_mutant = Mutant::None; }
 
@@ -342,6 +373,8 @@ class World {
   uint64_t max_acked_ = 0;
   std::map<uint64_t, ReadCheck> reads_;
   std::map<std::string, DurableSnapshot> snapshot_store_;
+  std::vector<std::deque<Envelope>> history_;  // recent election messages sent to each node
+  std::vector<uint64_t> last_commit_;
 };
 
 void World::boot(Node& n) {
@@ -440,6 +473,13 @@ void World::send(Node& from, Envelope env) {
     schedule(now_ + rng_.range(0, 3), CrashEvent{from.id});
   }
   int to = index_of(env.to);
+  bool election_traffic = std::holds_alternative<RequestVoteRequest>(env.payload) ||
+                          std::holds_alternative<RequestVoteResponse>(env.payload);
+  if (to >= 0 && election_traffic && s_.p_replay_on_election > 0) {
+    auto& h = history_[to];
+    h.push_back(env);
+    if (h.size() > 32) h.pop_front();
+  }
   if (to < 0 || !links_[from.id][to] || rng_.chance(healed_ ? 0.0 : s_.loss)) return;
   int copies = (!healed_ && rng_.chance(s_.duplicate)) ? 2 : 1;
   for (int c = 0; c < copies; ++c)
@@ -591,7 +631,34 @@ void World::drain(Node& n) {
       trace("node " + std::to_string(n.id) + " is " + role_name(c.role()) + " term " +
             std::to_string(c.term()) + " leader " + c.leader().to_string());
     if (rd.role_changed && c.role() == Role::Leader) check_leader(n);
+    if (!healed_ && rd.role_changed && c.role() == Role::Candidate &&
+        rng_.chance(s_.p_replay_on_election)) {
+      auto& h = history_[n.id];
+      for (int k = 0; k < 4 && !h.empty(); ++k)
+        schedule(now_ + rng_.range(1, 10), MsgEvent{h[rng_.below(h.size())]});
+    }
+    if (!healed_ && rd.role_changed && c.role() == Role::Leader) {
+      for (auto& o : nodes_) {
+        if (!o->alive || o.get() == &n || o->core->role() != Role::Leader) continue;
+        if (!rng_.chance(s_.p_split_leaders)) continue;
+        // Both reach the followers; the deposed one must notice their newer term.
+        for (auto& row : links_) std::fill(row.begin(), row.end(), true);
+        links_[n.id][o->id] = links_[o->id][n.id] = false;
+        trace("split leaders " + std::to_string(n.id) + " and " + std::to_string(o->id));
+      }
+    }
+    if (!healed_ && rd.role_changed && c.role() == Role::Leader &&
+        rng_.chance(s_.p_crash_new_leader))
+      schedule(now_ + rng_.range(0, 2), CrashEvent{n.id});
     if (c.role() == Role::Leader) {
+      if (!healed_ && c.commit_index() > last_commit_[n.id] &&
+          rng_.chance(s_.p_isolate_after_commit)) {
+        for (int b = 0; b < s_.nodes; ++b)
+          if (b != n.id) links_[n.id][b] = links_[b][n.id] = false;
+        trace("isolate leader " + std::to_string(n.id) + " after commit " +
+              std::to_string(c.commit_index()));
+      }
+      last_commit_[n.id] = c.commit_index();
       // Record the lowest term in which each index became committed (for completeness).
       for (uint64_t i = c.commit_index(); i > 0 && i - 1 < commit_term_.size(); --i) {
         if (commit_term_[i - 1] <= c.term()) break;

@@ -25,6 +25,7 @@ class Rng {
 
 struct Scenario {
   uint64_t seed = 1;
+  const char* profile = "mixed";
   int nodes = 3;             // the universe of replicas
   int voters = 3;            // initial voters (nodes 0..voters-1)
   int learners = 0;          // initial learners (the next ones); the rest start outside
@@ -42,6 +43,11 @@ struct Scenario {
   double p_crash_after_vote = 0.0;  // targeted: crash right after granting a vote
   double p_kill_leader = 0.0, p_isolate_leader = 0.0;  // nemeses aimed at the leader
   double late_duplicate = 0.0;  // a copy of a message arrives again much later
+  // Targeted nemeses, fired at the moments where Raft's subtle rules matter:
+  double p_crash_new_leader = 0.0;      // a new leader dies before replicating anything
+  double p_isolate_after_commit = 0.0;  // a leader is cut off right after its commit advances
+  double p_replay_on_election = 0.0;    // old messages to a new candidate are delivered again
+  double p_split_leaders = 0.0;  // a new leader and a stale one cannot reach each other
   double p_snapshot = 0.0, p_membership = 0.0, p_transfer = 0.0;
   double p_propose = 0.3, p_read = 0.2;
   uint64_t chaos_ms = 4000;   // faults happen in [0, chaos_ms)
