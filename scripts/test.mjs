@@ -4,8 +4,9 @@
 // line CI reads) and exits non-zero if anything failed or any step crashed.
 //
 // Env: SIM_SEEDS (release simulator schedules, default 5000), ASAN_SIM_SEEDS (sanitized
-// simulator schedules, default 200), MUTANT_BUDGET (schedules per mutant, default 5000).
+// simulator schedules, default 1000), MUTANT_BUDGET (schedules per mutant, default 5000).
 import { spawn } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -20,7 +21,7 @@ function countFromEnv(name, fallback) {
   return Number(v);
 }
 const simSeeds = countFromEnv('SIM_SEEDS', 5000);
-const asanSeeds = countFromEnv('ASAN_SIM_SEEDS', 200);
+const asanSeeds = countFromEnv('ASAN_SIM_SEEDS', 1000);
 const mutantBudget = countFromEnv('MUTANT_BUDGET', 5000);
 
 let passed = 0;
@@ -116,7 +117,15 @@ function judgeMocha(r, text) {
   return { passed: p, failed: f, note };
 }
 
+// clang-format must have nothing to change (`npm run format` fixes it).
+const judgeFormat = (r) =>
+  r.code === 0 ? { passed: 1, failed: 0 } : { passed: 0, failed: 1, note: `npm run format fixes it; ${exitNote(r)}` };
+
 async function main() {
+  const sources = readdirSync(`${root}/native`, { recursive: true })
+    .filter((f) => /\.(h|cpp)$/.test(f)).map((f) => `native/${f}`);
+  await step('clang-format', 'clang-format', ['--dry-run', '--Werror', ...sources], judgeFormat);
+
   const build = (flag) => [process.execPath, ['scripts/build.mjs', flag]];
   // Built separately so that one broken tree still lets the other tree's steps run.
   const releaseOk = await step('build release', ...build('--release-only'), judgeBuild);

@@ -7,15 +7,15 @@ namespace raftstore::core {
 
 enum class Mutant : int {
   None = 0,
-  VoteWithoutLogCheck,     // grant (pre-)votes without comparing logs
-  CountOtherTermVotes,     // count vote responses from another term
-  CommitPreviousTerm,      // commit an earlier term's entry by counting replicas
-  VoteBeforeDurable,       // answer a vote before the vote is durable
-  SkipTruncate,            // keep a conflicting entry instead of truncating the suffix
-  ApplyBeyondCommit,       // hand out entries for apply beyond the commit index
-  NoStepDownOnHigherTerm,  // ignore a higher term in responses
+  VoteWithoutLogCheck,        // grant (pre-)votes without comparing logs
+  CountOtherTermVotes,        // count vote responses from another term
+  CommitPreviousTerm,         // commit an earlier term's entry by counting replicas
+  VoteBeforeDurable,          // answer a vote before the vote is durable
+  SkipTruncate,               // keep a conflicting entry instead of truncating the suffix
+  ApplyBeyondCommit,          // hand out entries for apply beyond the commit index
+  NoStepDownOnHigherTerm,     // ignore a higher term in responses
   RemovedLeaderKeepsLeading,  // a leader outside the committed configuration stays
-  AckBeforeDurable,        // a follower acknowledges entries before they are durable
+  AckBeforeDurable,           // a follower acknowledges entries before they are durable
   Count
 };
 

@@ -14,40 +14,62 @@ Mutant g_active_mutant = Mutant::None;
 
 const char* mutant_name(Mutant m) {
   switch (m) {
-    case Mutant::None: return "none";
-    case Mutant::VoteWithoutLogCheck: return "vote-without-log-check";
-    case Mutant::CountOtherTermVotes: return "count-other-term-votes";
-    case Mutant::CommitPreviousTerm: return "commit-previous-term";
-    case Mutant::VoteBeforeDurable: return "vote-before-durable";
-    case Mutant::SkipTruncate: return "skip-truncate";
-    case Mutant::ApplyBeyondCommit: return "apply-beyond-commit";
-    case Mutant::NoStepDownOnHigherTerm: return "no-step-down-on-higher-term";
-    case Mutant::RemovedLeaderKeepsLeading: return "removed-leader-keeps-leading";
-    case Mutant::AckBeforeDurable: return "ack-before-durable";
-    case Mutant::Count: break;
+    case Mutant::None:
+      return "none";
+    case Mutant::VoteWithoutLogCheck:
+      return "vote-without-log-check";
+    case Mutant::CountOtherTermVotes:
+      return "count-other-term-votes";
+    case Mutant::CommitPreviousTerm:
+      return "commit-previous-term";
+    case Mutant::VoteBeforeDurable:
+      return "vote-before-durable";
+    case Mutant::SkipTruncate:
+      return "skip-truncate";
+    case Mutant::ApplyBeyondCommit:
+      return "apply-beyond-commit";
+    case Mutant::NoStepDownOnHigherTerm:
+      return "no-step-down-on-higher-term";
+    case Mutant::RemovedLeaderKeepsLeading:
+      return "removed-leader-keeps-leading";
+    case Mutant::AckBeforeDurable:
+      return "ack-before-durable";
+    case Mutant::Count:
+      break;
   }
   return "?";
 }
 
 const char* role_name(Role r) {
   switch (r) {
-    case Role::Follower: return "follower";
-    case Role::Candidate: return "candidate";
-    case Role::Leader: return "leader";
-    case Role::Learner: return "learner";
+    case Role::Follower:
+      return "follower";
+    case Role::Candidate:
+      return "candidate";
+    case Role::Leader:
+      return "leader";
+    case Role::Learner:
+      return "learner";
   }
   return "?";
 }
 
 const char* code_name(Code c) {
   switch (c) {
-    case Code::Ok: return "OK";
-    case Code::NotLeader: return "NOT_LEADER";
-    case Code::Busy: return "BUSY";
-    case Code::InvalidArgument: return "INVALID_ARGUMENT";
-    case Code::CatchupFailed: return "CATCHUP_FAILED";
-    case Code::LeaderChanged: return "LEADER_CHANGED";
-    case Code::Shutdown: return "SHUTDOWN";
+    case Code::Ok:
+      return "OK";
+    case Code::NotLeader:
+      return "NOT_LEADER";
+    case Code::Busy:
+      return "BUSY";
+    case Code::InvalidArgument:
+      return "INVALID_ARGUMENT";
+    case Code::CatchupFailed:
+      return "CATCHUP_FAILED";
+    case Code::LeaderChanged:
+      return "LEADER_CHANGED";
+    case Code::Shutdown:
+      return "SHUTDOWN";
   }
   return "?";
 }
@@ -212,7 +234,8 @@ void Raft::meta_persisted(uint64_t seq) {
   if (meta_durable_seq_ < meta_seq_) return;
   for (auto& m : held_) ready_.messages.push_back(std::move(m));
   held_.clear();
-  if (role_ == Role::Candidate && conf_.quorum([&](const PeerId& p) { return contains(votes_, p); }))
+  if (role_ == Role::Candidate &&
+      conf_.quorum([&](const PeerId& p) { return contains(votes_, p); }))
     become_leader(now_);  // a single voter, now that its vote is durable
 }
 
@@ -293,8 +316,8 @@ void Raft::maybe_commit(uint64_t now) {
     auto it = progress_.find(p);
     return it == progress_.end() ? 0 : it->second.match;
   };
-  uint64_t n = std::min(majority_match(conf_.peers, match_of),
-                        majority_match(conf_.old_peers, match_of));
+  uint64_t n =
+      std::min(majority_match(conf_.peers, match_of), majority_match(conf_.old_peers, match_of));
   n = std::min(n, last_index());
   if (n <= commit_) return;
   // Raft §5.4.2: only an entry of the current term is committed by counting replicas.
@@ -322,7 +345,8 @@ void Raft::advance_commit(uint64_t index, uint64_t now) {
 
 void Raft::emit_committed() {
   uint64_t upto = MUTANT(ApplyBeyondCommit) ? last_index() : commit_;
-  for (uint64_t i = applied_ + 1; i <= upto; ++i) ready_.committed.push_back(log_[i - first_index_]);
+  for (uint64_t i = applied_ + 1; i <= upto; ++i)
+    ready_.committed.push_back(log_[i - first_index_]);
   applied_ = std::max(applied_, upto);
 }
 
@@ -510,9 +534,8 @@ void Raft::tick(uint64_t now) {
     uint64_t retry = opt_.election_timeout_ms;
     for (auto& [peer, pr] : progress_) {
       // Lost requests or responses: fall back to probing from the last known match.
-      bool stalled_snapshot =
-          pr.state == ProgressState::Snapshot &&
-          now >= pr.snapshot_sent_ms + opt_.install_snapshot_timeout_ms;
+      bool stalled_snapshot = pr.state == ProgressState::Snapshot &&
+                              now >= pr.snapshot_sent_ms + opt_.install_snapshot_timeout_ms;
       bool stalled_append = false;
       for (const auto& f : pr.inflight)
         if (!f.heartbeat) {
@@ -705,30 +728,39 @@ void Raft::step(const Envelope& m, uint64_t now) {
   std::visit(
       [&](const auto& p) {
         using T = std::decay_t<decltype(p)>;
-        if constexpr (std::is_same_v<T, RequestVoteRequest>) on_vote_request(m, p, now);
-        else if constexpr (std::is_same_v<T, RequestVoteResponse>) on_vote_response(m, p, now);
-        else if constexpr (std::is_same_v<T, AppendEntriesRequest>) on_append(m, p, now);
-        else if constexpr (std::is_same_v<T, AppendEntriesResponse>) on_append_response(m, p, now);
-        else if constexpr (std::is_same_v<T, InstallSnapshotRequest>) on_install_snapshot(m, p, now);
+        if constexpr (std::is_same_v<T, RequestVoteRequest>)
+          on_vote_request(m, p, now);
+        else if constexpr (std::is_same_v<T, RequestVoteResponse>)
+          on_vote_response(m, p, now);
+        else if constexpr (std::is_same_v<T, AppendEntriesRequest>)
+          on_append(m, p, now);
+        else if constexpr (std::is_same_v<T, AppendEntriesResponse>)
+          on_append_response(m, p, now);
+        else if constexpr (std::is_same_v<T, InstallSnapshotRequest>)
+          on_install_snapshot(m, p, now);
         else if constexpr (std::is_same_v<T, InstallSnapshotResponse>)
           on_install_snapshot_response(m, p, now);
-        else if constexpr (std::is_same_v<T, TimeoutNowRequest>) on_timeout_now(m, p, now);
-        else if constexpr (std::is_same_v<T, TimeoutNowResponse>) on_timeout_now_response(m, p, now);
-        else if constexpr (std::is_same_v<T, ReadIndexRequest>) on_read_index(m, p, now);
-        else if constexpr (std::is_same_v<T, ReadIndexResponse>) on_read_index_response(m, p, now);
+        else if constexpr (std::is_same_v<T, TimeoutNowRequest>)
+          on_timeout_now(m, p, now);
+        else if constexpr (std::is_same_v<T, TimeoutNowResponse>)
+          on_timeout_now_response(m, p, now);
+        else if constexpr (std::is_same_v<T, ReadIndexRequest>)
+          on_read_index(m, p, now);
+        else if constexpr (std::is_same_v<T, ReadIndexResponse>)
+          on_read_index_response(m, p, now);
       },
       m.payload);
 }
 
 void Raft::on_vote_request(const Envelope& m, const RequestVoteRequest& r, uint64_t now) {
-  bool log_ok = !(LogId{r.last_log_index, r.last_log_term} < last_log_id()) ||
-                MUTANT(VoteWithoutLogCheck);
+  bool log_ok =
+      !(LogId{r.last_log_index, r.last_log_term} < last_log_id()) || MUTANT(VoteWithoutLogCheck);
   uint64_t lease_ms = opt_.election_timeout_ms + (opt_.leader_lease ? opt_.max_clock_drift_ms : 0);
   if (r.pre_vote) {
     // Pre-vote changes nothing. It is refused while we still hear from a live leader, so a
     // partitioned or removed node cannot disrupt a healthy group when it comes back.
-    bool sticky = role_ == Role::Leader ||
-                  ((!leader_.empty() || opt_.leader_lease) && heard_from_leader_within(lease_ms, now));
+    bool sticky = role_ == Role::Leader || ((!leader_.empty() || opt_.leader_lease) &&
+                                            heard_from_leader_within(lease_ms, now));
     bool granted = r.term >= hs_.term && log_ok && !sticky;
     send_response(m.from, m.rpc_id, RequestVoteResponse{true, hs_.term, granted, sticky});
     return;
@@ -832,7 +864,8 @@ void Raft::on_append(const Envelope& m, const AppendEntriesRequest& r, uint64_t 
     break;
   }
   if (k < r.entries.size())
-    append_local(std::vector<Entry>(r.entries.begin() + static_cast<ptrdiff_t>(k), r.entries.end()));
+    append_local(
+        std::vector<Entry>(r.entries.begin() + static_cast<ptrdiff_t>(k), r.entries.end()));
 
   uint64_t last_new = r.prev_log_index + r.entries.size();
   advance_commit(std::min(r.committed_index, last_new), now);
@@ -841,8 +874,9 @@ void Raft::on_append(const Envelope& m, const AppendEntriesRequest& r, uint64_t 
     send_response(m.from, m.rpc_id, AppendEntriesResponse{hs_.term, true, last_new, false});
   } else {
     PendingAck ack{m.from, m.rpc_id, hs_.term, last_new};
-    auto pos = std::upper_bound(pending_acks_.begin(), pending_acks_.end(), ack,
-                                [](const PendingAck& a, const PendingAck& b) { return a.index < b.index; });
+    auto pos = std::upper_bound(
+        pending_acks_.begin(), pending_acks_.end(), ack,
+        [](const PendingAck& a, const PendingAck& b) { return a.index < b.index; });
     pending_acks_.insert(pos, ack);
   }
 }
@@ -932,13 +966,16 @@ void Raft::on_install_snapshot_response(const Envelope& m, const InstallSnapshot
 }
 
 void Raft::on_timeout_now(const Envelope& m, const TimeoutNowRequest& r, uint64_t now) {
-  bool ok = r.term == hs_.term && role_ == Role::Follower && leader_ == m.from &&
-            can_campaign() && !installing_snapshot_;
+  if (r.term > hs_.term) step_down_to(r.term, now);  // braft EHIGHERTERMREQUEST
+  bool ok = r.term == hs_.term && role_ == Role::Follower && leader_ == m.from && can_campaign() &&
+            !installing_snapshot_;
   if (!ok) {
     send_response(m.from, m.rpc_id, TimeoutNowResponse{hs_.term, false});
     return;
   }
-  send_response(m.from, m.rpc_id, TimeoutNowResponse{hs_.term + 1, true});
+  // As braft: with leases the old leader learns of the new term from the vote, not from us.
+  uint64_t reply_term = opt_.leader_lease ? hs_.term : hs_.term + 1;
+  send_response(m.from, m.rpc_id, TimeoutNowResponse{reply_term, true});
   become_candidate(now, true);
 }
 
@@ -954,8 +991,7 @@ ProposeResult Raft::propose(std::shared_ptr<const std::string> data, uint64_t no
   now_ = now;
   if (role_ != Role::Leader)
     return {error(Code::NotLeader, leader_.empty() ? "no leader" : leader_.to_string()), 0, 0};
-  if (!transfer_target_.empty())
-    return {error(Code::Busy, "Is transferring leadership"), 0, 0};
+  if (!transfer_target_.empty()) return {error(Code::Busy, "Is transferring leadership"), 0, 0};
   if (opt_.max_uncommitted_entries && last_index() - commit_ >= opt_.max_uncommitted_entries)
     return {error(Code::Busy, "too many uncommitted entries"), 0, 0};
   Entry e{last_index() + 1, hs_.term, EntryType::Data, std::move(data), nullptr};
@@ -1059,7 +1095,8 @@ Status Raft::remove_peer(uint64_t id, const PeerId& peer, uint64_t now) {
 
 Status Raft::change_learners(uint64_t id, const PeerList& learners, uint64_t now) {
   for (const auto& p : learners)
-    if (contains(conf_.peers, p)) return error(Code::InvalidArgument, "a learner cannot be a voter");
+    if (contains(conf_.peers, p))
+      return error(Code::InvalidArgument, "a learner cannot be a voter");
   return start_conf_change(id, conf_.peers, learners, now);
 }
 

@@ -60,9 +60,9 @@ struct Options {
   uint64_t max_bytes_per_rpc = 512 * 1024;  // braft raft_max_body_size
   uint64_t catchup_margin = 1000;           // a new peer is caught up within this many entries
   uint64_t catchup_timeout_ms = 0;          // 0 means T
-  uint64_t snapshot_log_margin = 0;
+  uint64_t snapshot_log_margin = 0;         // entries kept below a snapshot on compaction
   // Backpressure: refuse proposals (Busy) while this many entries are uncommitted. 0: no cap.
-  uint64_t max_uncommitted_entries = 0;         // entries kept below a snapshot on compaction
+  uint64_t max_uncommitted_entries = 0;
   uint64_t install_snapshot_timeout_ms = 0;  // 0 means 10 * T
   // Randomness is injected so that a seeded simulator replays bit for bit.
   std::function<uint64_t()> random;
@@ -110,12 +110,12 @@ struct SnapshotInstall {
 struct Ready {
   std::optional<HardState> hard_state;  // persist, then meta_persisted(meta_seq)
   uint64_t meta_seq = 0;
-  std::optional<LogWrite> log_write;    // persist, then log_persisted(last)
+  std::optional<LogWrite> log_write;       // persist, then log_persisted(last)
   std::optional<uint64_t> compact_before;  // storage may drop entries below this index
   // Storage must discard the whole log: a snapshot replaced it (after snapshot_installed).
   std::optional<SnapshotMeta> log_reset;
-  std::vector<Envelope> messages;       // send now
-  std::vector<Entry> committed;         // apply in order
+  std::vector<Envelope> messages;                   // send now
+  std::vector<Entry> committed;                     // apply in order
   std::optional<SnapshotInstall> install_snapshot;  // fetch, load, then snapshot_installed()
   std::vector<ReadResult> reads;
   std::vector<ConfChangeResult> conf_changes;
@@ -198,7 +198,9 @@ class Raft {
   // snapshot overtaken by the local commit index is acknowledged but not adopted.
   bool snapshot_installed(const SnapshotMeta& meta, bool ok);
 
-  bool has_ready() const { return !ready_.empty(); }
+  bool has_ready() const {
+    return !ready_.empty() || (read_round_needed_ && role_ == Role::Leader);
+  }
   Ready take_ready();
 
   // --- inspection -------------------------------------------------------------------
@@ -238,9 +240,9 @@ class Raft {
     ProgressState state = ProgressState::Probe;
     std::deque<Inflight> inflight;  // every outstanding RPC, appends and heartbeats
     uint64_t appends_inflight = 0;
-    uint64_t last_ack_ms = 0;       // receive time of the last same-term response
-    uint64_t acked_sent_ms = 0;     // send time of the newest acknowledged RPC (lease)
-    uint64_t acked_rpc = 0;         // newest rpc id acknowledged (ReadIndex)
+    uint64_t last_ack_ms = 0;    // receive time of the last same-term response
+    uint64_t acked_sent_ms = 0;  // send time of the newest acknowledged RPC (lease)
+    uint64_t acked_rpc = 0;      // newest rpc id acknowledged (ReadIndex)
     uint64_t snapshot_sent_ms = 0;
     uint64_t snapshot_rpc = 0;
     uint64_t snapshot_index = 0;  // what that InstallSnapshot carried
@@ -295,8 +297,6 @@ class Raft {
   void on_read_index(const Envelope& m, const ReadIndexRequest& r, uint64_t now);
   void on_read_index_response(const Envelope& m, const ReadIndexResponse& r, uint64_t now);
   bool validate(const Envelope& m);
-  // Common term handling for every message; returns false if the message must be dropped.
-  bool check_term(const Envelope& m, uint64_t msg_term, bool is_request, uint64_t now);
 
   // log
   uint64_t last_term() const;
@@ -346,21 +346,21 @@ class Raft {
   std::vector<Envelope> held_;     // messages waiting for meta durability
   PeerId leader_;
 
-  std::deque<Entry> log_;   // entries [first_index_, last_index()]
+  std::deque<Entry> log_;  // entries [first_index_, last_index()]
   uint64_t first_index_ = 1;
-  SnapshotMeta snapshot_;   // the boundary below first_index_
+  SnapshotMeta snapshot_;  // the boundary below first_index_
   uint64_t commit_ = 0;
   uint64_t durable_ = 0;
-  uint64_t applied_ = 0;    // highest index handed out for apply
+  uint64_t applied_ = 0;  // highest index handed out for apply
   std::vector<PendingAck> pending_acks_;
   bool installing_snapshot_ = false;
   PendingAck install_ack_{};
 
-  Configuration conf_;           // effective: the latest in the log
-  uint64_t conf_index_ = 0;      // index of the entry holding conf_ (0: snapshot/initial)
+  Configuration conf_;       // effective: the latest in the log
+  uint64_t conf_index_ = 0;  // index of the entry holding conf_ (0: snapshot/initial)
   std::map<uint64_t, Configuration> conf_log_;  // config entries still in the log
-  Configuration base_conf_;      // from the snapshot, or the initial configuration
-  std::optional<Configuration> reset_conf_;  // reset_peers override until a new entry
+  Configuration base_conf_;                     // from the snapshot, or the initial configuration
+  std::optional<Configuration> reset_conf_;     // reset_peers override until a new entry
 
   // timers
   uint64_t election_deadline_ = 0;

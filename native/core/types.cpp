@@ -12,7 +12,8 @@ bool parse_uint(std::string_view s, T max, T& out) {
   if (s.empty() || s.size() > 10) return false;
   uint64_t v = 0;
   auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || ptr != s.data() + s.size() || v > static_cast<uint64_t>(max)) return false;
+  if (ec != std::errc() || ptr != s.data() + s.size() || v > static_cast<uint64_t>(max))
+    return false;
   out = static_cast<T>(v);
   return true;
 }
@@ -114,11 +115,11 @@ std::string Configuration::to_string() const {
 }
 
 const char* payload_name(const Payload& p) {
-  static constexpr const char* names[] = {
-      "RequestVoteRequest",     "RequestVoteResponse",     "AppendEntriesRequest",
-      "AppendEntriesResponse",  "InstallSnapshotRequest",  "InstallSnapshotResponse",
-      "TimeoutNowRequest",      "TimeoutNowResponse",      "ReadIndexRequest",
-      "ReadIndexResponse"};
+  static constexpr const char* names[] = {"RequestVoteRequest",     "RequestVoteResponse",
+                                          "AppendEntriesRequest",   "AppendEntriesResponse",
+                                          "InstallSnapshotRequest", "InstallSnapshotResponse",
+                                          "TimeoutNowRequest",      "TimeoutNowResponse",
+                                          "ReadIndexRequest",       "ReadIndexResponse"};
   return names[p.index()];
 }
 

@@ -81,7 +81,7 @@ struct Entry {
   uint64_t index = 0;
   uint64_t term = 0;
   EntryType type = EntryType::Data;
-  std::shared_ptr<const std::string> data;  // shared: entries are copied into many messages
+  std::shared_ptr<const std::string> data;    // shared: entries are copied into many messages
   std::shared_ptr<const Configuration> conf;  // set for Configuration entries
 
   size_t data_size() const { return data ? data->size() : 0; }
@@ -165,10 +165,10 @@ struct ReadIndexResponse {
   uint64_t index = 0;
 };
 
-using Payload = std::variant<RequestVoteRequest, RequestVoteResponse, AppendEntriesRequest,
-                             AppendEntriesResponse, InstallSnapshotRequest,
-                             InstallSnapshotResponse, TimeoutNowRequest, TimeoutNowResponse,
-                             ReadIndexRequest, ReadIndexResponse>;
+using Payload =
+    std::variant<RequestVoteRequest, RequestVoteResponse, AppendEntriesRequest,
+                 AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+                 TimeoutNowRequest, TimeoutNowResponse, ReadIndexRequest, ReadIndexResponse>;
 
 // One RPC (request or response). `rpc_id` is chosen by the requester and echoed in the
 // response; the runtime maps it to brpc's correlation id.

@@ -47,7 +47,8 @@ uint64_t number(const char* flag, const char* v) {
 
 Mutant parse_mutant(const char* v) {
   for (int m = 0; m < static_cast<int>(Mutant::Count); ++m)
-    if (v && std::strcmp(v, mutant_name(static_cast<Mutant>(m))) == 0) return static_cast<Mutant>(m);
+    if (v && std::strcmp(v, mutant_name(static_cast<Mutant>(m))) == 0)
+      return static_cast<Mutant>(m);
   std::string list;
   for (int m = 1; m < static_cast<int>(Mutant::Count); ++m)
     list += std::string(" ") + mutant_name(static_cast<Mutant>(m));
@@ -59,16 +60,26 @@ Args parse(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string f = argv[i];
     const char* v = i + 1 < argc ? argv[i + 1] : nullptr;
-    if (f == "--seeds") a.seeds = number("--seeds", v), ++i;
-    else if (f == "--start") a.start = number("--start", v), ++i;
-    else if (f == "--seed") a.seed = number("--seed", v), a.single = true, ++i;
-    else if (f == "--budget") a.budget = number("--budget", v), ++i;
-    else if (f == "--jobs") a.jobs = static_cast<unsigned>(number("--jobs", v)), ++i;
-    else if (f == "--mutant") a.mutant = parse_mutant(v), ++i;
-    else if (f == "--trace") a.trace = true;
-    else if (f == "--verbose") a.verbose = true;
-    else if (f == "--mutants") a.mutants = true;
-    else usage(("unknown flag " + f).c_str());
+    if (f == "--seeds")
+      a.seeds = number("--seeds", v), ++i;
+    else if (f == "--start")
+      a.start = number("--start", v), ++i;
+    else if (f == "--seed")
+      a.seed = number("--seed", v), a.single = true, ++i;
+    else if (f == "--budget")
+      a.budget = number("--budget", v), ++i;
+    else if (f == "--jobs")
+      a.jobs = static_cast<unsigned>(number("--jobs", v)), ++i;
+    else if (f == "--mutant")
+      a.mutant = parse_mutant(v), ++i;
+    else if (f == "--trace")
+      a.trace = true;
+    else if (f == "--verbose")
+      a.verbose = true;
+    else if (f == "--mutants")
+      a.mutants = true;
+    else
+      usage(("unknown flag " + f).c_str());
   }
   if (!a.single && !a.mutants && a.seeds == 0) usage("say --seeds N, --seed S or --mutants");
   if (a.jobs == 0) a.jobs = std::max(1u, std::thread::hardware_concurrency());
@@ -119,7 +130,8 @@ Batch run_batch(uint64_t start, uint64_t count, unsigned jobs, Mutant m, bool st
                     (unsigned long long)r.acked_writes);
       if (!r.ok) {
         ++b.violations;
-        if (!b.first_fail || seed < b.first_fail) b.first_fail = seed, b.first_violation = r.violation;
+        if (!b.first_fail || seed < b.first_fail)
+          b.first_fail = seed, b.first_violation = r.violation;
         if (print_failures)
           std::printf("FAIL seed=%llu at t=%llums: %s\n  scenario: %s\n  replay: %s\n",
                       (unsigned long long)seed, (unsigned long long)r.violation_at_ms,
@@ -152,13 +164,14 @@ int main(int argc, char** argv) {
     sim::TraceSink sink;
     if (a.trace) sink = [](const std::string& line) { std::printf("%s\n", line.c_str()); };
     auto r = sim::run(sc, sink);
-    std::printf("events=%llu messages=%llu elections=%llu acked_writes=%llu reads=%llu crashes=%llu "
-                "snapshots_installed=%llu conf_changes=%llu transfers=%llu dropped=%llu\n",
-                (unsigned long long)r.events, (unsigned long long)r.messages,
-                (unsigned long long)r.elections, (unsigned long long)r.acked_writes,
-                (unsigned long long)r.reads_ok, (unsigned long long)r.crashes,
-                (unsigned long long)r.snapshots_installed, (unsigned long long)r.conf_changes_ok,
-                (unsigned long long)r.transfers, (unsigned long long)r.dropped_invalid);
+    std::printf(
+        "events=%llu messages=%llu elections=%llu acked_writes=%llu reads=%llu crashes=%llu "
+        "snapshots_installed=%llu conf_changes=%llu transfers=%llu dropped=%llu\n",
+        (unsigned long long)r.events, (unsigned long long)r.messages,
+        (unsigned long long)r.elections, (unsigned long long)r.acked_writes,
+        (unsigned long long)r.reads_ok, (unsigned long long)r.crashes,
+        (unsigned long long)r.snapshots_installed, (unsigned long long)r.conf_changes_ok,
+        (unsigned long long)r.transfers, (unsigned long long)r.dropped_invalid);
     if (!r.ok)
       std::printf("VIOLATION at t=%llums: %s\n", (unsigned long long)r.violation_at_ms,
                   r.violation.c_str());
@@ -189,13 +202,14 @@ int main(int argc, char** argv) {
 
   auto b = run_batch(a.start, a.seeds, a.jobs, a.mutant, false, true, a.verbose);
   double secs = seconds_since(t0);
-  std::printf("totals: events=%llu messages=%llu elections=%llu acked_writes=%llu reads=%llu "
-              "crashes=%llu snapshots_installed=%llu conf_changes=%llu transfers=%llu\n",
-              (unsigned long long)b.totals.events, (unsigned long long)b.totals.messages,
-              (unsigned long long)b.totals.elections, (unsigned long long)b.totals.acked_writes,
-              (unsigned long long)b.totals.reads_ok, (unsigned long long)b.totals.crashes,
-              (unsigned long long)b.totals.snapshots_installed,
-              (unsigned long long)b.totals.conf_changes_ok, (unsigned long long)b.totals.transfers);
+  std::printf(
+      "totals: events=%llu messages=%llu elections=%llu acked_writes=%llu reads=%llu "
+      "crashes=%llu snapshots_installed=%llu conf_changes=%llu transfers=%llu\n",
+      (unsigned long long)b.totals.events, (unsigned long long)b.totals.messages,
+      (unsigned long long)b.totals.elections, (unsigned long long)b.totals.acked_writes,
+      (unsigned long long)b.totals.reads_ok, (unsigned long long)b.totals.crashes,
+      (unsigned long long)b.totals.snapshots_installed,
+      (unsigned long long)b.totals.conf_changes_ok, (unsigned long long)b.totals.transfers);
   std::printf("rate: %.1f schedules/s on %u threads (%.0f per hour)\n", b.ran / secs, a.jobs,
               b.ran / secs * 3600);
   std::printf("sim: %llu schedules, %llu violations\n", (unsigned long long)b.ran,

@@ -58,7 +58,8 @@ std::string describe(const Envelope& e) {
         if constexpr (std::is_same_v<T, RequestVoteRequest>)
           o << (p.pre_vote ? " pre" : "") << " last=" << p.last_log_index << "/" << p.last_log_term;
         if constexpr (std::is_same_v<T, RequestVoteResponse>)
-          o << (p.pre_vote ? " pre" : "") << " granted=" << p.granted << " lease=" << p.rejected_by_lease;
+          o << (p.pre_vote ? " pre" : "") << " granted=" << p.granted
+            << " lease=" << p.rejected_by_lease;
         if constexpr (std::is_same_v<T, AppendEntriesRequest>)
           o << " prev=" << p.prev_log_index << "/" << p.prev_log_term << " n=" << p.entries.size()
             << " commit=" << p.committed_index;
@@ -66,7 +67,8 @@ std::string describe(const Envelope& e) {
           o << " ok=" << p.success << " last=" << p.last_log_index << (p.busy ? " busy" : "");
         if constexpr (std::is_same_v<T, InstallSnapshotRequest>)
           o << " snap=" << p.meta.last_included_index;
-        if constexpr (std::is_same_v<T, ReadIndexResponse>) o << " ok=" << p.success << " index=" << p.index;
+        if constexpr (std::is_same_v<T, ReadIndexResponse>)
+          o << " ok=" << p.success << " index=" << p.index;
       },
       e.payload);
   return o.str();
@@ -170,21 +172,19 @@ Scenario Scenario::from_seed(uint64_t seed) {
 
 std::string Scenario::describe() const {
   std::ostringstream o;
- o << "seed=" << seed << " profile=" << profile << " nodes=" << nodes << " voters=" << voters << " learners=" << learners
-    << " lease=" << leader_lease << " T=" << election_timeout_ms << " drift=" << clock_drift_ms
-    << " batch=" << max_entries_per_rpc << " inflight=" << max_inflight
-    << " margin=" << snapshot_margin << " delay=" << min_delay_ms << ".." << max_delay_ms
-    << " disk<=" << disk_max_ms << " loss=" << loss << " dup=" << duplicate
+  o << "seed=" << seed << " profile=" << profile << " nodes=" << nodes << " voters=" << voters
+    << " learners=" << learners << " lease=" << leader_lease << " T=" << election_timeout_ms
+    << " drift=" << clock_drift_ms << " batch=" << max_entries_per_rpc
+    << " inflight=" << max_inflight << " margin=" << snapshot_margin << " delay=" << min_delay_ms
+    << ".." << max_delay_ms << " disk<=" << disk_max_ms << " loss=" << loss << " dup=" << duplicate
     << " partition=" << p_partition << " oneway=" << p_one_way << " flap=" << p_flap
     << " crash=" << p_crash << " crash_after_vote=" << p_crash_after_vote
     << " kill_leader=" << p_kill_leader << " isolate_leader=" << p_isolate_leader
     << " late_dup=" << late_duplicate << " crash_new_leader=" << p_crash_new_leader
     << " isolate_after_commit=" << p_isolate_after_commit
-    << " replay_on_election=" << p_replay_on_election
-    << " split_leaders=" << p_split_leaders
-    << " snapshot=" << p_snapshot << " membership=" << p_membership
-    << " transfer=" << p_transfer << " chaos_ms=" << chaos_ms
-    << " mutant=" << mutant_name(mutant);
+    << " replay_on_election=" << p_replay_on_election << " split_leaders=" << p_split_leaders
+    << " snapshot=" << p_snapshot << " membership=" << p_membership << " transfer=" << p_transfer
+    << " chaos_ms=" << chaos_ms << " mutant=" << mutant_name(mutant);
   return o.str();
 }
 
@@ -366,10 +366,11 @@ class World {
 
   // oracles
   std::vector<std::pair<uint64_t, uint64_t>> applied_;  // index-1 -> (term, entry hash)
-  std::vector<uint64_t> chain_;                          // index-1 -> state hash after it
+  std::vector<uint64_t> chain_;                         // index-1 -> state hash after it
   std::vector<uint64_t> commit_term_;  // index-1 -> lowest leader term that committed it
   std::map<uint64_t, int> leader_of_term_;
-  std::map<std::pair<uint64_t, uint64_t>, std::pair<uint64_t, uint64_t>> log_ids_;  // (i,t)->(hash, prev term)
+  std::map<std::pair<uint64_t, uint64_t>, std::pair<uint64_t, uint64_t>>
+      log_ids_;  // (i,t)->(hash, prev term)
   uint64_t max_acked_ = 0;
   std::map<uint64_t, ReadCheck> reads_;
   std::map<std::string, DurableSnapshot> snapshot_store_;
@@ -391,8 +392,8 @@ void World::boot(Node& n) {
   n.pending.clear();
   schedule(now_ + rng_.range(1, 5), TickEvent{n.id, n.epoch});
   trace("node " + std::to_string(n.id) + " boots term=" + std::to_string(n.disk_hs.term) +
-        " log=" + std::to_string(n.disk_log.size()) +
-        " snapshot=" + std::to_string(n.disk_snapshot ? n.disk_snapshot->meta.last_included_index : 0));
+        " log=" + std::to_string(n.disk_log.size()) + " snapshot=" +
+        std::to_string(n.disk_snapshot ? n.disk_snapshot->meta.last_included_index : 0));
   drain(n);
 }
 
@@ -428,14 +429,16 @@ void World::on_disk(Node& n, uint64_t write_id) {
           n.disk_hs = op.second;
           n.core->meta_persisted(op.first);
         } else if constexpr (std::is_same_v<T, LogWrite>) {
-          while (!n.disk_log.empty() && n.disk_log.back().index >= op.from_index) n.disk_log.pop_back();
+          while (!n.disk_log.empty() && n.disk_log.back().index >= op.from_index)
+            n.disk_log.pop_back();
           if (!op.entries.empty() && !n.disk_log.empty() &&
               n.disk_log.back().index + 1 != op.entries.front().index)
             fail("storage contract: non-contiguous append at " +
                  std::to_string(op.entries.front().index));
           for (auto& e : op.entries) n.disk_log.push_back(e);
-          trace("node " + std::to_string(n.id) + " synced log from " + std::to_string(op.from_index) +
-                " +" + std::to_string(op.entries.size()) + " disk=" + std::to_string(n.disk_log.size()));
+          trace("node " + std::to_string(n.id) + " synced log from " +
+                std::to_string(op.from_index) + " +" + std::to_string(op.entries.size()) +
+                " disk=" + std::to_string(n.disk_log.size()));
           if (!op.entries.empty())
             n.core->log_persisted(op.entries.back().index, op.entries.back().term);
         } else if constexpr (std::is_same_v<T, uint64_t>) {
@@ -490,8 +493,8 @@ void World::send(Node& from, Envelope env) {
 
 void World::apply(Node& n, const Entry& e) {
   if (e.index != n.sm.index + 1) {
-    fail("node " + std::to_string(n.id) + " applied index " + std::to_string(e.index) +
-         " after " + std::to_string(n.sm.index));
+    fail("node " + std::to_string(n.id) + " applied index " + std::to_string(e.index) + " after " +
+         std::to_string(n.sm.index));
     return;
   }
   uint64_t h = entry_hash(e);
@@ -508,8 +511,8 @@ void World::apply(Node& n, const Entry& e) {
     chain_[i] = n.sm.hash;
   } else if (applied_[i] != std::make_pair(e.term, h) || chain_[i] != n.sm.hash) {
     fail("state machine safety: node " + std::to_string(n.id) + " applied index " +
-         std::to_string(e.index) + " term " + std::to_string(e.term) +
-         " but term " + std::to_string(applied_[i].first) + " was applied elsewhere");
+         std::to_string(e.index) + " term " + std::to_string(e.term) + " but term " +
+         std::to_string(applied_[i].first) + " was applied elsewhere");
     return;
   }
   auto it = n.pending.find(e.index);
@@ -551,8 +554,8 @@ void World::check_log(Node& n, const LogWrite& w) {
     auto val = std::make_pair(entry_hash(e), prev.value_or(UINT64_MAX));
     auto [it, inserted] = log_ids_.emplace(key, val);
     if (!inserted && it->second.first != val.first)
-      fail("log matching: two different entries at index " + std::to_string(e.index) +
-           " term " + std::to_string(e.term));
+      fail("log matching: two different entries at index " + std::to_string(e.index) + " term " +
+           std::to_string(e.term));
     if (!inserted && prev && it->second.second != UINT64_MAX && it->second.second != *prev)
       fail("log matching: entry (" + std::to_string(e.index) + "," + std::to_string(e.term) +
            ") follows different terms on node " + std::to_string(n.id));
@@ -567,8 +570,8 @@ void World::check_log(Node& n, const LogWrite& w) {
       if (!ok && c.joint()) ok = !before.joint() && c.old_peers == before.peers;
       if (!ok && !c.joint()) ok = before.joint() ? before.peers == c.peers : diff <= 1;
       if (!ok)
-        fail("configuration safety: " + before.to_string() + " -> " + c.to_string() +
-             " at index " + std::to_string(e.index));
+        fail("configuration safety: " + before.to_string() + " -> " + c.to_string() + " at index " +
+             std::to_string(e.index));
     }
   }
 }
@@ -675,7 +678,8 @@ void World::drain(Node& n) {
 Node* World::find_leader() {
   Node* best = nullptr;
   for (auto& n : nodes_)
-    if (n->alive && n->core->role() == Role::Leader && (!best || n->core->term() > best->core->term()))
+    if (n->alive && n->core->role() == Role::Leader &&
+        (!best || n->core->term() > best->core->term()))
       best = n.get();
   return best;
 }
@@ -736,7 +740,8 @@ void World::inject_faults() {
     } else {
       PeerList learners;
       for (auto& n : nodes_)
-        if (!contains(c.conf().peers, n->peer) && rng_.chance(0.5)) insert_sorted(learners, n->peer);
+        if (!contains(c.conf().peers, n->peer) && rng_.chance(0.5))
+          insert_sorted(learners, n->peer);
       st = c.change_learners(next_cc_++, learners, now_);
     }
     trace("membership change by " + std::to_string(leader->id) + ": " + code_name(st.code));
@@ -752,7 +757,8 @@ void World::inject_faults() {
     Node& n = *nodes_[pick()];
     if (n.alive && !n.snapshot_in_progress && n.sm.index > 0) {
       auto meta = n.core->snapshot_meta_at(n.sm.index);
-      if (meta && (!n.disk_snapshot || meta->last_included_index > n.disk_snapshot->meta.last_included_index)) {
+      if (meta && (!n.disk_snapshot ||
+                   meta->last_included_index > n.disk_snapshot->meta.last_included_index)) {
         n.snapshot_in_progress = true;
         persist(n, DurableSnapshot{*meta, n.sm}, rng_.range(1, 30));
       }
@@ -831,17 +837,18 @@ Result World::run() {
           auto st = n->core->status();
           trace("node " + std::to_string(n->id) + " " + role_name(st.role) + " term " +
                 std::to_string(st.term) + " first " + std::to_string(st.first_index) + " last " +
-                std::to_string(st.last_index) + " commit " + std::to_string(st.commit_index) + " durable " + std::to_string(st.durable_index) +
-                " applied " + std::to_string(n->sm.index) + " conf " + st.conf.to_string());
+                std::to_string(st.last_index) + " commit " + std::to_string(st.commit_index) +
+                " durable " + std::to_string(st.durable_index) + " applied " +
+                std::to_string(n->sm.index) + " conf " + st.conf.to_string());
           for (const auto& p : st.peers)
             trace("  peer " + p.id.to_string() + " match " + std::to_string(p.match_index) +
                   " next " + std::to_string(p.next_index) + " " + p.state);
         }
-        fail(liveness_op_index
-                 ? "liveness: members did not all apply index " + std::to_string(liveness_op_index) +
-                       " within " + std::to_string(bound) + " ms of healing"
-                 : "liveness: no write committed within " + std::to_string(bound) +
-                       " ms after healing");
+        fail(liveness_op_index ? "liveness: members did not all apply index " +
+                                     std::to_string(liveness_op_index) + " within " +
+                                     std::to_string(bound) + " ms of healing"
+                               : "liveness: no write committed within " + std::to_string(bound) +
+                                     " ms after healing");
         break;
       }
       continue;

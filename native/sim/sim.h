@@ -26,9 +26,9 @@ class Rng {
 struct Scenario {
   uint64_t seed = 1;
   const char* profile = "mixed";
-  int nodes = 3;             // the universe of replicas
-  int voters = 3;            // initial voters (nodes 0..voters-1)
-  int learners = 0;          // initial learners (the next ones); the rest start outside
+  int nodes = 3;     // the universe of replicas
+  int voters = 3;    // initial voters (nodes 0..voters-1)
+  int learners = 0;  // initial learners (the next ones); the rest start outside
   bool leader_lease = false;
   uint64_t election_timeout_ms = 200;
   uint64_t max_election_delay_ms = 200;
@@ -47,10 +47,10 @@ struct Scenario {
   double p_crash_new_leader = 0.0;      // a new leader dies before replicating anything
   double p_isolate_after_commit = 0.0;  // a leader is cut off right after its commit advances
   double p_replay_on_election = 0.0;    // old messages to a new candidate are delivered again
-  double p_split_leaders = 0.0;  // a new leader and a stale one cannot reach each other
+  double p_split_leaders = 0.0;         // a new leader and a stale one cannot reach each other
   double p_snapshot = 0.0, p_membership = 0.0, p_transfer = 0.0;
   double p_propose = 0.3, p_read = 0.2;
-  uint64_t chaos_ms = 4000;   // faults happen in [0, chaos_ms)
+  uint64_t chaos_ms = 4000;        // faults happen in [0, chaos_ms)
   uint64_t liveness_bound_ms = 0;  // after healing; 0: derived from timeouts and latencies
   core::Mutant mutant = core::Mutant::None;
 
@@ -65,14 +65,14 @@ struct Result {
   uint64_t violation_at_ms = 0;
   uint64_t events = 0;
   uint64_t messages = 0;
-  uint64_t elections = 0;          // leaders elected
+  uint64_t elections = 0;  // leaders elected
   uint64_t acked_writes = 0;
   uint64_t reads_ok = 0;
   uint64_t crashes = 0;
   uint64_t snapshots_installed = 0;
   uint64_t conf_changes_ok = 0;
   uint64_t transfers = 0;
-  uint64_t dropped_invalid = 0;   // messages the cores dropped as invalid or stale
+  uint64_t dropped_invalid = 0;  // messages the cores dropped as invalid or stale
 };
 
 using TraceSink = std::function<void(const std::string&)>;

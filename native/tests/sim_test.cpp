@@ -1,11 +1,11 @@
 // The simulator itself must be trustworthy: deterministic, able to fail, and quiet on the
 // correct core.
+#include "sim.h"
+
 #include <gtest/gtest.h>
 
 #include <string>
 #include <vector>
-
-#include "sim.h"
 
 namespace raftstore::sim {
 namespace {
