@@ -116,9 +116,7 @@ Raft::Raft(Options options, Boot boot, uint64_t now_ms) : opt_(std::move(options
   // Keep the stored entries that continue the snapshot; a log that does not line up with
   // the snapshot was superseded by it (an install interrupted before the log was reset).
   auto& es = boot.entries;
-  bool usable = !es.empty();
-  for (size_t i = 1; usable && i < es.size(); ++i)
-    usable = es[i].index == es[i - 1].index + 1 && es[i].term >= es[i - 1].term;
+  bool usable = !es.empty() && check_boot(boot).ok();
   if (usable && boot.snapshot) {
     uint64_t s = snapshot_.last_included_index;
     usable = es.front().index <= s + 1 && es.back().index >= s;
@@ -136,9 +134,28 @@ Raft::Raft(Options options, Boot boot, uint64_t now_ms) : opt_(std::move(options
     ready_.log_reset = snapshot_;  // storage must drop the stale log too
   }
   if (hs_.term == 0) set_hard_state(1, PeerId{});  // as braft: a new node starts at term 1
+  // Log and meta are separate files: the log may have reached the disk before the term.
+  if (hs_.term < last_term()) set_hard_state(last_term(), PeerId{});
   rebuild_conf();
   last_leader_contact_ = now_ms;  // a restarted voter must not help depose a leased leader
   reset_election_timer(now_ms);
+}
+
+Status Raft::check_boot(const Boot& boot) {
+  const auto& es = boot.entries;
+  for (size_t i = 0; i < es.size(); ++i) {
+    if (es[i].term == 0) return error(Code::InvalidArgument, "log entry with term 0");
+    if (i > 0 && es[i].index != es[i - 1].index + 1)
+      return error(Code::InvalidArgument, "gap in the log at index " + std::to_string(es[i].index));
+    if (i > 0 && es[i].term < es[i - 1].term)
+      return error(Code::InvalidArgument, "term goes down at index " + std::to_string(es[i].index));
+  }
+  if (es.empty()) return Status{};
+  uint64_t expect_at_most = boot.snapshot ? boot.snapshot->last_included_index + 1 : 1;
+  if (boot.snapshot ? es.front().index > expect_at_most : es.front().index != 1)
+    return error(Code::InvalidArgument, "log starts at " + std::to_string(es.front().index) +
+                                            ", expected at most " + std::to_string(expect_at_most));
+  return Status{};
 }
 
 // ---------------------------------------------------------------------------------------
@@ -221,9 +238,22 @@ void Raft::send_response(const PeerId& to, uint64_t rpc_id, Payload p) {
 Ready Raft::take_ready() {
   if (read_round_needed_) {
     read_round_needed_ = false;
-    if (role_ == Role::Leader) broadcast_heartbeat(now_);
+    // One read round at a time: reads that arrive meanwhile ride on the next one.
+    if (role_ == Role::Leader && round_acked(read_round_rpc_)) broadcast_heartbeat(now_);
+  }
+  if (ready_.log_write && !ready_.log_write->entries.empty()) {
+    ready_.log_write->seq = next_write_seq_++;
+    writes_.push_back({ready_.log_write->seq, ready_.log_write->entries.back().index, UINT64_MAX});
   }
   return std::exchange(ready_, Ready{});
+}
+
+bool Raft::round_acked(uint64_t rpc) const {
+  return conf_.quorum([&](const PeerId& p) {
+    if (p == opt_.self) return true;
+    auto it = progress_.find(p);
+    return it != progress_.end() && it->second.acked_rpc >= rpc;
+  });
 }
 
 // ---------------------------------------------------------------------------------------
@@ -239,9 +269,14 @@ void Raft::meta_persisted(uint64_t seq) {
     become_leader(now_);  // a single voter, now that its vote is durable
 }
 
-void Raft::log_persisted(uint64_t index, uint64_t term) {
-  if (index <= durable_ || term_at(index) != term) return;  // superseded by a truncation
-  durable_ = std::min(index, last_index());
+void Raft::log_persisted(uint64_t write_seq) {
+  while (!writes_.empty() && writes_.front().seq <= write_seq) {
+    const auto& w = writes_.front();
+    // Writes are durable in order; one overtaken by a truncation vouches only below it.
+    if (w.seq == write_seq)
+      durable_ = std::max(durable_, std::min({w.last_index, w.cap, last_index()}));
+    writes_.pop_front();
+  }
   flush_acks();
   if (role_ == Role::Leader) maybe_commit(now_);
 }
@@ -250,9 +285,20 @@ void Raft::flush_acks() {
   auto it = pending_acks_.begin();
   for (; it != pending_acks_.end() && it->index <= durable_; ++it) {
     if (it->term != hs_.term) continue;  // that leader is gone
-    send_response(it->to, it->rpc_id, AppendEntriesResponse{hs_.term, true, it->index, false});
+    if (it->snapshot)
+      send_response(it->to, it->rpc_id, InstallSnapshotResponse{hs_.term, true});
+    else
+      send_response(it->to, it->rpc_id, AppendEntriesResponse{hs_.term, true, it->index, false});
   }
   pending_acks_.erase(pending_acks_.begin(), it);
+}
+
+void Raft::ack_when_durable(PendingAck ack) {
+  auto pos =
+      std::upper_bound(pending_acks_.begin(), pending_acks_.end(), ack,
+                       [](const PendingAck& a, const PendingAck& b) { return a.index < b.index; });
+  pending_acks_.insert(pos, ack);
+  flush_acks();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -260,7 +306,7 @@ void Raft::flush_acks() {
 
 void Raft::record_write(uint64_t from, const std::vector<Entry>& entries) {
   if (!ready_.log_write) {
-    ready_.log_write = LogWrite{from, entries};
+    ready_.log_write = LogWrite{0, from, entries};
     return;
   }
   auto& w = *ready_.log_write;
@@ -291,6 +337,7 @@ void Raft::truncate_suffix(uint64_t from) {
   while (!log_.empty() && log_.back().index >= from) log_.pop_back();
   conf_log_.erase(conf_log_.lower_bound(from), conf_log_.end());
   durable_ = std::min(durable_, from - 1);
+  for (auto& w : writes_) w.cap = std::min(w.cap, from - 1);
   rebuild_conf();
 }
 
@@ -403,12 +450,17 @@ bool Raft::snapshot_installed(const SnapshotMeta& meta, bool ok) {
       pending_acks_.clear();
       first_index_ = idx + 1;
       durable_ = idx;
+      for (auto& w : writes_) w.cap = std::min(w.cap, idx);
       ready_.log_reset = meta;
       ready_.log_write.reset();  // anything not yet written is superseded
     }
     rebuild_conf();
   }
-  if (install_ack_.term == hs_.term)
+  if (install_ack_.term != hs_.term) return adopt;
+  if (ok && !adopt)  // overtaken by our own commit index: acknowledge once durable
+    ack_when_durable(
+        {install_ack_.to, install_ack_.rpc_id, hs_.term, meta.last_included_index, true});
+  else
     send_response(install_ack_.to, install_ack_.rpc_id, InstallSnapshotResponse{hs_.term, ok});
   return adopt;
 }
@@ -628,7 +680,7 @@ void Raft::replicate(const PeerId& to, uint64_t now) {
   auto* prp = progress(to);
   if (!prp || role_ != Role::Leader) return;
   auto& pr = *prp;
-  if (pr.state == ProgressState::Snapshot) return;
+  if (pr.state == ProgressState::Snapshot || now < pr.paused_until_ms) return;
   uint32_t window = pr.state == ProgressState::Probe ? 1 : opt_.max_inflight_appends;
   while (pr.appends_inflight < window && pr.next <= last_index()) {
     uint64_t prev = pr.next - 1;
@@ -661,13 +713,17 @@ void Raft::send_heartbeat(const PeerId& to, uint64_t now) {
   uint64_t prev = pr->match;
   auto prev_term = term_at(prev);
   if (!prev_term) prev = 0, prev_term = 0;
-  if (pr->inflight.size() >= 1024) pr->inflight.pop_front();
+  if (pr->inflight.size() >= 1024) {  // forget the oldest; never lose count of appends
+    if (!pr->inflight.front().heartbeat && pr->appends_inflight) --pr->appends_inflight;
+    pr->inflight.pop_front();
+  }
   pr->inflight.push_back({next_rpc_, now, prev, true});
   send(to, AppendEntriesRequest{hs_.term, *prev_term, prev, {}, commit_});
 }
 
 void Raft::broadcast_heartbeat(uint64_t now) {
   next_heartbeat_ = now + opt_.heartbeat_ms();
+  read_round_rpc_ = next_rpc_;
   for (auto& [peer, pr] : progress_) send_heartbeat(peer, now);
 }
 
@@ -769,12 +825,13 @@ void Raft::on_vote_request(const Envelope& m, const RequestVoteRequest& r, uint6
     send_response(m.from, m.rpc_id, RequestVoteResponse{false, hs_.term, false, false});
     return;
   }
-  if (r.term > hs_.term && opt_.leader_lease && role_ != Role::Leader &&
+  bool repeat = r.term == hs_.term && hs_.voted_for == m.from;  // already granted
+  if (opt_.leader_lease && !repeat && role_ != Role::Leader &&
       heard_from_leader_within(lease_ms, now)) {
-    // A leader may still serve lease reads; only the leader itself can waive its lease
-    // (TimeoutNow), which the candidate proves by naming it.
-    bool waived = r.disrupted_leader && r.disrupted_leader->peer_id == leader_ &&
-                  r.disrupted_leader->term == hs_.term;
+    // A leader may still serve lease reads, whatever term we have since heard of; only that
+    // leader can waive its lease (TimeoutNow), which the candidate proves by naming it.
+    bool waived = r.disrupted_leader && r.disrupted_leader->peer_id == lease_leader_ &&
+                  r.disrupted_leader->term == lease_term_;
     if (!waived) {
       send_response(m.from, m.rpc_id, RequestVoteResponse{false, hs_.term, false, true});
       return;
@@ -828,6 +885,8 @@ void Raft::on_append(const Envelope& m, const AppendEntriesRequest& r, uint64_t 
   if (role_ == Role::Candidate || pre_voting_) become_follower(m.from, now);
   set_leader(m.from);
   last_leader_contact_ = now;
+  lease_leader_ = m.from;
+  lease_term_ = hs_.term;
   reset_election_timer(now);
 
   if (installing_snapshot_ && !r.entries.empty()) {
@@ -873,11 +932,7 @@ void Raft::on_append(const Envelope& m, const AppendEntriesRequest& r, uint64_t 
   if (last_new <= durable_ || MUTANT(AckBeforeDurable)) {
     send_response(m.from, m.rpc_id, AppendEntriesResponse{hs_.term, true, last_new, false});
   } else {
-    PendingAck ack{m.from, m.rpc_id, hs_.term, last_new};
-    auto pos = std::upper_bound(
-        pending_acks_.begin(), pending_acks_.end(), ack,
-        [](const PendingAck& a, const PendingAck& b) { return a.index < b.index; });
-    pending_acks_.insert(pos, ack);
+    ack_when_durable({m.from, m.rpc_id, hs_.term, last_new});
   }
 }
 
@@ -900,9 +955,10 @@ void Raft::on_append_response(const Envelope& m, const AppendEntriesResponse& r,
     if (role_ != Role::Leader) return;
     if (m.from == transfer_target_) maybe_send_timeout_now(m.from, now);
     advance_conf_change(now);
-  } else if (r.busy) {
+  } else if (r.busy) {  // installing a snapshot: retry later, not at round-trip speed
     pr.state = ProgressState::Probe;
     pr.next = pr.match + 1;
+    pr.paused_until_ms = now + opt_.election_timeout_ms / 2;
   } else if (!f.heartbeat || f.last_index > 0) {
     pr.next = std::max(pr.match + 1, std::min(pr.next - 1, r.last_log_index + 1));
     pr.state = ProgressState::Probe;
@@ -928,10 +984,12 @@ void Raft::on_install_snapshot(const Envelope& m, const InstallSnapshotRequest& 
   if (role_ == Role::Candidate || pre_voting_) become_follower(m.from, now);
   set_leader(m.from);
   last_leader_contact_ = now;
+  lease_leader_ = m.from;
+  lease_term_ = hs_.term;
   reset_election_timer(now);
   uint64_t idx = r.meta.last_included_index;
-  if (idx <= commit_) {  // we already hold it
-    send_response(m.from, m.rpc_id, InstallSnapshotResponse{hs_.term, true});
+  if (idx <= commit_) {  // we hold it already; say so once it is durable here too
+    ack_when_durable({m.from, m.rpc_id, hs_.term, idx, true});
     return;
   }
   if (installing_snapshot_) {
@@ -956,6 +1014,7 @@ void Raft::on_install_snapshot_response(const Envelope& m, const InstallSnapshot
     return void(++counters_.stale);
   pr->last_ack_ms = now;
   pr->state = ProgressState::Probe;
+  if (!r.success) pr->paused_until_ms = now + opt_.election_timeout_ms / 2;
   if (r.success) {
     pr->match = std::max(pr->match, pr->snapshot_index);
     pr->next = pr->match + 1;
@@ -1032,17 +1091,12 @@ void Raft::answer_read(PendingRead& r, Status status) {
 }
 
 void Raft::confirm_reads() {
-  while (!reads_.empty()) {
-    auto& r = reads_.front();
-    bool ok = conf_.quorum([&](const PeerId& p) {
-      if (p == opt_.self) return true;
-      auto it = progress_.find(p);
-      return it != progress_.end() && it->second.acked_rpc >= r.need_rpc;
-    });
-    if (!ok) return;
-    answer_read(r, Status{});
+  while (!reads_.empty() && round_acked(reads_.front().need_rpc)) {
+    answer_read(reads_.front(), Status{});
     reads_.pop_front();
   }
+  // Reads that arrived while the last round was out need a round of their own.
+  if (!reads_.empty() && round_acked(read_round_rpc_)) read_round_needed_ = true;
 }
 
 void Raft::fail_reads(Code code, const char* why) {
@@ -1062,7 +1116,8 @@ void Raft::on_read_index(const Envelope& m, const ReadIndexRequest& r, uint64_t 
 
 void Raft::on_read_index_response(const Envelope& m, const ReadIndexResponse& r, uint64_t) {
   auto it = forwarded_reads_.find(m.rpc_id);
-  if (it == forwarded_reads_.end() || !(m.from == leader_)) return void(++counters_.stale);
+  if (it == forwarded_reads_.end() || !(m.from == leader_) || it->second.ctx != r.ctx)
+    return void(++counters_.stale);
   uint64_t ctx = it->second.ctx;
   forwarded_reads_.erase(it);
   if (r.success)

@@ -4,9 +4,11 @@
 //   * Ready::hard_state must be durable before calling meta_persisted(seq). Messages that
 //     depend on a term or vote are held inside the core until then, so a Ready's messages
 //     may always be sent at once.
-//   * Ready::log_write must be applied in order (truncate, then append); when entries are
-//     durable call log_persisted(last_index, last_term). A follower acknowledges entries,
-//     and the leader counts its own copy towards commit, only after that call.
+//   * Ready::log_write must be applied in order (truncate, then append); when it is durable
+//     call log_persisted(write.seq). A follower acknowledges entries, and the leader counts
+//     its own copy towards commit, only after that call.
+//   * Within one Ready, storage applies log_reset, then log_write, then compact_before. An
+//     installed snapshot is published (durable) before log_reset is applied.
 #pragma once
 
 #include <cstdint>
@@ -84,6 +86,7 @@ struct Boot {
 };
 
 struct LogWrite {
+  uint64_t seq = 0;            // hand back to log_persisted() once durable
   uint64_t from_index = 0;     // drop every stored entry with index >= from_index, then
   std::vector<Entry> entries;  // append these (entries[0].index == from_index)
 };
@@ -110,7 +113,7 @@ struct SnapshotInstall {
 struct Ready {
   std::optional<HardState> hard_state;  // persist, then meta_persisted(meta_seq)
   uint64_t meta_seq = 0;
-  std::optional<LogWrite> log_write;       // persist, then log_persisted(last)
+  std::optional<LogWrite> log_write;       // persist, then log_persisted(seq)
   std::optional<uint64_t> compact_before;  // storage may drop entries below this index
   // Storage must discard the whole log: a snapshot replaced it (after snapshot_installed).
   std::optional<SnapshotMeta> log_reset;
@@ -189,7 +192,11 @@ class Raft {
   Status transfer_leader(const PeerId& target, uint64_t now_ms);
 
   void meta_persisted(uint64_t seq);
-  void log_persisted(uint64_t index, uint64_t term);
+  void log_persisted(uint64_t write_seq);
+  // A Boot that no correct storage can produce (gaps, a log not starting at 1 or right
+  // after the snapshot). The runtime refuses to start with ERR_RAFT_CORRUPT_LOG; the core
+  // itself ignores such a log rather than crash.
+  static Status check_boot(const Boot& boot);
   // The state machine has a snapshot covering [1, meta.last_included_index].
   void snapshot_taken(const SnapshotMeta& meta);
   // The meta to record for a snapshot of the state machine at `index` (<= applied).
@@ -240,9 +247,10 @@ class Raft {
     ProgressState state = ProgressState::Probe;
     std::deque<Inflight> inflight;  // every outstanding RPC, appends and heartbeats
     uint64_t appends_inflight = 0;
-    uint64_t last_ack_ms = 0;    // receive time of the last same-term response
-    uint64_t acked_sent_ms = 0;  // send time of the newest acknowledged RPC (lease)
-    uint64_t acked_rpc = 0;      // newest rpc id acknowledged (ReadIndex)
+    uint64_t last_ack_ms = 0;      // receive time of the last same-term response
+    uint64_t paused_until_ms = 0;  // back off after EBUSY or a failed snapshot
+    uint64_t acked_sent_ms = 0;    // send time of the newest acknowledged RPC (lease)
+    uint64_t acked_rpc = 0;        // newest rpc id acknowledged (ReadIndex)
     uint64_t snapshot_sent_ms = 0;
     uint64_t snapshot_rpc = 0;
     uint64_t snapshot_index = 0;  // what that InstallSnapshot carried
@@ -259,6 +267,12 @@ class Raft {
     uint64_t rpc_id;
     uint64_t term;
     uint64_t index;
+    bool snapshot = false;  // answers an InstallSnapshot rather than an AppendEntries
+  };
+  struct OutstandingWrite {
+    uint64_t seq;
+    uint64_t last_index;
+    uint64_t cap;  // a later truncation: this write makes nothing above cap durable
   };
   struct ConfChange {
     uint64_t id = 0;
@@ -353,6 +367,8 @@ class Raft {
   uint64_t durable_ = 0;
   uint64_t applied_ = 0;  // highest index handed out for apply
   std::vector<PendingAck> pending_acks_;
+  std::deque<OutstandingWrite> writes_;  // handed out, not yet persisted
+  uint64_t next_write_seq_ = 1;
   bool installing_snapshot_ = false;
   PendingAck install_ack_{};
 
@@ -394,6 +410,12 @@ class Raft {
   std::map<uint64_t, ForwardedRead> forwarded_reads_;  // by rpc id
 
   bool read_round_needed_ = false;
+  uint64_t read_round_rpc_ = 0;  // first rpc id of the latest heartbeat round
+  bool round_acked(uint64_t rpc) const;
+  void ack_when_durable(PendingAck ack);
+  // The leader whose lease we last honoured; survives our own step-down (braft FollowerLease).
+  PeerId lease_leader_;
+  uint64_t lease_term_ = 0;
   uint64_t now_ = 0;
   Counters counters_;
   Ready ready_;

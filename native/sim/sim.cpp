@@ -440,7 +440,7 @@ void World::on_disk(Node& n, uint64_t write_id) {
                 std::to_string(op.from_index) + " +" + std::to_string(op.entries.size()) +
                 " disk=" + std::to_string(n.disk_log.size()));
           if (!op.entries.empty())
-            n.core->log_persisted(op.entries.back().index, op.entries.back().term);
+            n.core->log_persisted(op.seq);
         } else if constexpr (std::is_same_v<T, uint64_t>) {
           while (!n.disk_log.empty() && n.disk_log.front().index < op) n.disk_log.pop_front();
         } else if constexpr (std::is_same_v<T, SnapshotMeta>) {

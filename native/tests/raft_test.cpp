@@ -415,8 +415,7 @@ class Cluster {
                        std::erase_if(n.log,
                                      [&](const Entry& e) { return e.index >= w.from_index; });
                        n.log.insert(n.log.end(), w.entries.begin(), w.entries.end());
-                       if (!w.entries.empty())
-                         n.raft->log_persisted(w.entries.back().index, w.entries.back().term);
+                       if (!w.entries.empty()) n.raft->log_persisted(w.seq);
                      },
                      [&](CompactOp& c) {
                        std::erase_if(n.log, [&](const Entry& e) { return e.index < c.before; });
@@ -2106,6 +2105,144 @@ TEST(RaftBackpressure, TooManyUncommittedEntriesMakeProposeBusy) {
   c.deliver();
   ASSERT_EQ(c.raft(0).commit_index(), 4u);
   EXPECT_TRUE(c.propose(0, "p").status.ok());
+}
+
+// ---------------------------------------------------------------------------------------
+// Regressions: each of these failed before its fix (found in review of the core).
+
+bool IsPreVoteReq(const Envelope& e) {
+  auto* r = Get<RequestVoteRequest>(e);
+  return r && r->pre_vote;
+}
+bool IsPreVoteResp(const Envelope& e) {
+  auto* r = Get<RequestVoteResponse>(e);
+  return r && r->pre_vote;
+}
+
+// A follower's term can rise outside the vote path (a late pre-vote answer); the lease must
+// still refuse the candidate's vote of that term while the old leader's lease may hold.
+TEST(RaftRegression, LateHigherTermPreVoteAnswerDoesNotBypassTheLease) {
+  Cluster c(3, [](Options& o) {
+    o.leader_lease = true;
+    o.max_clock_drift_ms = 200;
+  });
+  ASSERT_TRUE(c.elect(0));
+  c.heartbeat(0);
+  c.cut = From(0);  // 0's messages are lost for a while
+  c.now += 900;
+  c.tick(0);
+  c.deliver();
+  c.cut = nullptr;
+  ASSERT_EQ(c.raft(0).role(), Role::Leader);
+  c.now += 300;  // 1 and 2: T + drift without the leader; both pre-vote
+  c.tick(2);
+  c.tick(1);
+  ASSERT_TRUE(c.deliver_one(And(And(From(2), To(1)), IsPreVoteReq)));
+  ASSERT_TRUE(c.deliver_one(And(And(From(1), To(2)), IsPreVoteResp)));
+  ASSERT_EQ(c.raft(2).role(), Role::Candidate);
+  ASSERT_TRUE(c.deliver_one(And(And(From(1), To(2)), IsPreVoteReq)));  // answered in term 3
+  c.now += 50;  // the old leader's heartbeat reaches 1: its lease is renewed
+  c.tick(0);
+  c.deliver(And(From(0), To(1)));
+  c.deliver(And(From(1), To(0)));
+  ASSERT_TRUE(c.raft(0).lease_valid(c.now));
+  ASSERT_TRUE(c.deliver_one(And(And(From(2), To(1)), IsPreVoteResp)));  // 1 adopts term 3
+  ASSERT_EQ(c.raft(1).term(), 3u);
+  c.deliver(Between(1, 2));
+  EXPECT_NE(c.raft(2).role(), Role::Leader) << "elected inside the old leader's lease";
+}
+
+// A write overtaken by two truncations (A, B, then A again) vouches for nothing: the disk
+// will hold B's entries once the queued writes complete.
+TEST(RaftRegression, OldWriteAfterTruncateAndRewriteIsNotDurable) {
+  Cluster c(3);
+  c.node(1).hold = true;
+  c.raft(1).meta_persisted(1u << 30);
+  auto ae = [&](int from, uint64_t term, std::vector<Entry> es, uint64_t rpc) {
+    c.step(1, Msg(from, 1, AppendEntriesRequest{term, 0, 0, std::move(es), 0}, rpc));
+  };
+  ae(0, 3, {DataEntry(1, 3, "a"), DataEntry(2, 3, "b")}, 31);
+  c.pump(1);
+  ae(2, 4, {DataEntry(1, 2, "z"), DataEntry(2, 4, "y")}, 41);
+  c.pump(1);
+  ae(0, 5, {DataEntry(1, 3, "a"), DataEntry(2, 3, "b")}, 51);
+  c.pump(1);
+  c.take(Any());
+  ASSERT_GE(c.node(1).writes.size(), 3u);
+  c.raft(1).log_persisted(c.node(1).writes[0].seq);  // only the first write completed
+  c.pump(1);
+  EXPECT_TRUE(c.take(And(From(1), OfType<AppendEntriesResponse>())).empty());
+  EXPECT_EQ(c.raft(1).durable_index(), 0u);
+  c.raft(1).log_persisted(c.node(1).writes[2].seq);
+  EXPECT_EQ(c.raft(1).durable_index(), 2u);
+}
+
+// A snapshot the follower already holds committed is acknowledged only once durable.
+TEST(RaftRegression, SnapshotCoveredByCommitIsAckedOnlyWhenDurable) {
+  Cluster c(3);
+  ASSERT_TRUE(c.elect(0));
+  c.heartbeat(0);
+  c.node(1).hold = true;
+  c.propose(0, "a");
+  c.propose(0, "b");
+  c.deliver();        // committed by 0 and 2; 1 holds a and b in memory only
+  c.propose(0, "d");  // the append carrying d tells 1 the commit index
+  c.deliver();
+  uint64_t commit = c.raft(1).commit_index();
+  ASSERT_GT(commit, c.raft(1).durable_index());
+  SnapshotMeta meta = *c.raft(0).snapshot_meta_at(commit);
+  c.step(1, Msg(0, 1, InstallSnapshotRequest{c.raft(0).term(), meta, ""}, 77));
+  c.pump(1);
+  EXPECT_TRUE(c.take(And(From(1), OfType<InstallSnapshotResponse>())).empty())
+      << "acknowledged a snapshot of entries that are not on disk";
+  c.flush(1);
+  auto acks = c.take(And(From(1), OfType<InstallSnapshotResponse>()));
+  ASSERT_EQ(acks.size(), 1u);
+  EXPECT_TRUE(Get<InstallSnapshotResponse>(acks[0])->success);
+}
+
+// Many read rounds while an append is out must not leak the append window.
+TEST(RaftRegression, ReadFloodDoesNotStallReplication) {
+  Cluster c(3, [](Options& o) { o.max_inflight_appends = 1; });
+  ASSERT_TRUE(c.elect(0));
+  c.heartbeat(0);
+  c.propose(0, "a");
+  for (uint64_t ctx = 1; ctx <= 1100; ++ctx) c.read_index(0, ctx);
+  c.deliver();
+  c.run_for(5 * kT);
+  auto b = c.propose(0, "b");
+  c.run_for(5 * kT);
+  EXPECT_EQ(c.raft(0).commit_index(), b.index);
+  EXPECT_EQ(c.raft(1).last_index(), b.index);
+}
+
+TEST(RaftRegression, BootRejectsImpossibleLogs) {
+  Boot gap;
+  gap.entries = {DataEntry(1, 2), DataEntry(2, 2), DataEntry(4, 3)};
+  EXPECT_EQ(Raft::check_boot(gap).code, Code::InvalidArgument);
+  Boot late_start;
+  late_start.entries = {DataEntry(5, 2), DataEntry(6, 3)};
+  EXPECT_EQ(Raft::check_boot(late_start).code, Code::InvalidArgument);
+  Boot after_snapshot = late_start;
+  after_snapshot.snapshot = SnapshotMeta{4, 2, Conf({0, 1, 2})};
+  EXPECT_TRUE(Raft::check_boot(after_snapshot).ok());
+  after_snapshot.snapshot->last_included_index = 3;  // a gap between snapshot and log
+  EXPECT_EQ(Raft::check_boot(after_snapshot).code, Code::InvalidArgument);
+  // The core ignores such a log instead of reading outside it.
+  late_start.hard_state = HardState{3, {}};
+  late_start.initial_conf = Conf({0, 1, 2});
+  Raft r(MakeOptions(1), std::move(late_start), 0);
+  EXPECT_EQ(r.last_index(), 0u);
+}
+
+TEST(RaftRegression, BootRaisesTheTermToTheLastLogTerm) {
+  Boot b;
+  b.hard_state = HardState{2, {}};
+  b.initial_conf = Conf({0, 1, 2});
+  b.entries = {DataEntry(1, 2), DataEntry(2, 4)};
+  Raft r(MakeOptions(1), std::move(b), 0);
+  EXPECT_EQ(r.term(), 4u);
+  EXPECT_EQ(r.take_ready().hard_state->term, 4u);
 }
 
 }  // namespace
