@@ -114,6 +114,8 @@ Scenario Scenario::from_seed(uint64_t seed) {
   static constexpr uint32_t batch[] = {1, 1, 2, 3, 5, 1024};
   s.max_entries_per_rpc = batch[r.below(6)];
   s.max_inflight = static_cast<uint32_t>(r.range(1, 8));
+  if (r.chance(0.2)) s.max_bytes_per_rpc = r.range(1, 16);  // data entries are a few bytes
+  s.p_install_fail = r.chance(0.3) ? 0.3 : 0.0;
   s.snapshot_margin = r.chance(0.5) ? 0 : r.range(1, 10);
   s.min_delay_ms = r.range(0, 3);
   s.max_delay_ms = s.min_delay_ms + (r.chance(0.3) ? r.range(20, 150) : r.range(1, 10));
@@ -175,6 +177,7 @@ std::string Scenario::describe() const {
   o << "seed=" << seed << " profile=" << profile << " nodes=" << nodes << " voters=" << voters
     << " learners=" << learners << " lease=" << leader_lease << " T=" << election_timeout_ms
     << " drift=" << clock_drift_ms << " batch=" << max_entries_per_rpc
+    << " bytes=" << max_bytes_per_rpc << " install_fail=" << p_install_fail
     << " inflight=" << max_inflight << " margin=" << snapshot_margin << " delay=" << min_delay_ms
     << ".." << max_delay_ms << " disk<=" << disk_max_ms << " loss=" << loss << " dup=" << duplicate
     << " partition=" << p_partition << " oneway=" << p_one_way << " flap=" << p_flap
@@ -221,8 +224,10 @@ struct Node {
   HardState disk_hs;
   std::deque<Entry> disk_log;
   std::optional<DurableSnapshot> disk_snapshot;
-  std::deque<Write> writes;
-  uint64_t last_write_done = 0;
+  // Two files, two FIFO queues: [0] term and vote, [1] log and snapshots. Either may
+  // reach the disk before the other.
+  std::deque<Write> writes[2];
+  uint64_t last_write_done[2] = {0, 0};
   // state machine
   SmState sm;
   bool snapshot_in_progress = false;
@@ -242,6 +247,7 @@ struct DiskEvent {
   int node;
   uint64_t epoch;
   uint64_t write_id;
+  int queue;
 };
 struct InstallEvent {
   int node;
@@ -316,6 +322,7 @@ class World {
     o.max_clock_drift_ms = s_.clock_drift_ms;
     o.leader_lease = s_.leader_lease;
     o.max_entries_per_rpc = s_.max_entries_per_rpc;
+    o.max_bytes_per_rpc = s_.max_bytes_per_rpc;
     o.max_inflight_appends = s_.max_inflight;
     o.snapshot_log_margin = s_.snapshot_margin;
     o.catchup_margin = 20;
@@ -338,7 +345,7 @@ class World {
   void drain(Node& n);
   void send(Node& from, Envelope env);
   void persist(Node& n, decltype(Write::op) op, uint64_t latency);
-  void on_disk(Node& n, uint64_t write_id);
+  void on_disk(Node& n, int queue, uint64_t write_id);
   void apply(Node& n, const Entry& e);
   void on_install(Node& n, const SnapshotInstall& inst);
   void check_log(Node& n, const LogWrite& w);
@@ -399,29 +406,32 @@ void World::boot(Node& n) {
 
 void World::crash(Node& n) {
   if (!n.alive) return;
-  trace("node " + std::to_string(n.id) + " CRASH (" + std::to_string(n.writes.size()) +
-        " unsynced writes lost)");
+  trace("node " + std::to_string(n.id) + " CRASH (" +
+        std::to_string(n.writes[0].size() + n.writes[1].size()) + " unsynced writes lost)");
   ++result_.crashes;
   n.alive = false;
   ++n.epoch;
-  n.writes.clear();
+  n.writes[0].clear();
+  n.writes[1].clear();
   n.core.reset();
   n.pending.clear();
 }
 
 void World::persist(Node& n, decltype(Write::op) op, uint64_t latency) {
-  // One FIFO queue per disk: a later write never becomes durable before an earlier one,
-  // and writes queued behind a slow one share its fsync (group commit).
-  Write w{next_write_++, std::max(n.last_write_done, now_ + latency), std::move(op)};
-  n.last_write_done = w.done_at;
-  schedule(w.done_at, DiskEvent{n.id, n.epoch, w.id});
-  n.writes.push_back(std::move(w));
+  // Per file, a later write never becomes durable before an earlier one, and writes queued
+  // behind a slow one share its fsync (group commit).
+  int q = std::holds_alternative<std::pair<uint64_t, HardState>>(op) ? 0 : 1;
+  Write w{next_write_++, std::max(n.last_write_done[q], now_ + latency), std::move(op)};
+  n.last_write_done[q] = w.done_at;
+  schedule(w.done_at, DiskEvent{n.id, n.epoch, w.id, q});
+  n.writes[q].push_back(std::move(w));
 }
 
-void World::on_disk(Node& n, uint64_t write_id) {
-  if (n.writes.empty() || n.writes.front().id != write_id) return;
-  Write w = std::move(n.writes.front());
-  n.writes.pop_front();
+void World::on_disk(Node& n, int q, uint64_t write_id) {
+  auto& queue = n.writes[q];
+  if (queue.empty() || queue.front().id != write_id) return;
+  Write w = std::move(queue.front());
+  queue.pop_front();
   std::visit(
       [&](auto& op) {
         using T = std::decay_t<decltype(op)>;
@@ -439,8 +449,7 @@ void World::on_disk(Node& n, uint64_t write_id) {
           trace("node " + std::to_string(n.id) + " synced log from " +
                 std::to_string(op.from_index) + " +" + std::to_string(op.entries.size()) +
                 " disk=" + std::to_string(n.disk_log.size()));
-          if (!op.entries.empty())
-            n.core->log_persisted(op.seq);
+          if (!op.entries.empty()) n.core->log_persisted(op.seq);
         } else if constexpr (std::is_same_v<T, uint64_t>) {
           while (!n.disk_log.empty() && n.disk_log.front().index < op) n.disk_log.pop_front();
         } else if constexpr (std::is_same_v<T, SnapshotMeta>) {
@@ -461,6 +470,16 @@ void World::on_disk(Node& n, uint64_t write_id) {
 
 void World::send(Node& from, Envelope env) {
   ++result_.messages;
+  if (auto* a = std::get_if<AppendEntriesResponse>(&env.payload); a && a->success) {
+    // An acknowledgement vouches for data on this replica's disk, not just in its memory.
+    uint64_t x = a->last_log_index;
+    bool durable = from.disk_snapshot && x <= from.disk_snapshot->meta.last_included_index;
+    for (auto it = from.disk_log.rbegin(); !durable && it != from.disk_log.rend(); ++it)
+      if (it->index == x) durable = from.core->term_at(x) == it->term;
+    if (x > 0 && !durable)
+      fail("durability: node " + std::to_string(from.id) + " acknowledged index " +
+           std::to_string(x) + " before it was on disk");
+  }
   if (auto* is = std::get_if<InstallSnapshotRequest>(&env.payload)) {
     // The "uri" names a reader over the sender's snapshot, as braft's FileService does.
     if (!from.disk_snapshot ||
@@ -530,7 +549,8 @@ void World::apply(Node& n, const Entry& e) {
 void World::on_install(Node& n, const SnapshotInstall& inst) {
   auto it = snapshot_store_.find(inst.uri);
   bool ok = it != snapshot_store_.end() &&
-            it->second.meta.last_included_index == inst.meta.last_included_index;
+            it->second.meta.last_included_index == inst.meta.last_included_index &&
+            !rng_.chance(healed_ ? 0.0 : s_.p_install_fail);
   if (ok && n.core->snapshot_installed(inst.meta, true)) {
     const DurableSnapshot& snap = it->second;
     size_t i = snap.sm.index - 1;
@@ -598,7 +618,9 @@ void World::drain(Node& n) {
   while (n.alive && n.core->has_ready()) {
     Ready rd = n.core->take_ready();
     uint64_t lat = rng_.range(s_.disk_min_ms, s_.disk_max_ms);
-    if (rd.hard_state) persist(n, std::make_pair(rd.meta_seq, *rd.hard_state), lat);
+    if (rd.hard_state)
+      persist(n, std::make_pair(rd.meta_seq, *rd.hard_state),
+              rng_.range(s_.disk_min_ms, s_.disk_max_ms));
     if (rd.log_reset) persist(n, *rd.log_reset, lat);
     if (rd.log_write) {
       check_log(n, *rd.log_write);
@@ -749,7 +771,9 @@ void World::inject_faults() {
   }
   leader = find_leader();
   if (leader && rng_.chance(s_.p_transfer)) {
-    Status st = leader->core->transfer_leader(nodes_[pick()]->peer, now_);
+    // Sometimes ANY_PEER: the core picks the follower with the longest log.
+    PeerId target = rng_.chance(0.3) ? PeerId{} : nodes_[pick()]->peer;
+    Status st = leader->core->transfer_leader(target, now_);
     if (st.ok()) ++result_.transfers;
     drain(*leader);
   }
@@ -809,6 +833,7 @@ Result World::run() {
   uint64_t deadline = heal_at + bound;
   uint64_t next_ms = 0;
   uint64_t liveness_op_index = 0;  // index of the post-heal write, once acknowledged
+  uint64_t liveness_op_ms = 0;
   uint64_t acked_before_heal = 0;
   while (result_.ok) {
     uint64_t at = queue_.empty() ? next_ms : std::min(queue_.top().at, next_ms);
@@ -821,8 +846,10 @@ Result World::run() {
       }
       if (!healed_) inject_faults();
       client_ops();
-      if (healed_ && result_.acked_writes > acked_before_heal && !liveness_op_index)
+      if (healed_ && result_.acked_writes > acked_before_heal && !liveness_op_index) {
         liveness_op_index = max_acked_;
+        liveness_op_ms = now_;
+      }
       if (liveness_op_index) {
         // Liveness: after healing, some write committed; now every member must catch up.
         Node* leader = find_leader();
@@ -830,6 +857,9 @@ Result World::run() {
         for (auto& n : nodes_)
           if (all && leader->core->conf().is_member(n->peer) && n->sm.index < liveness_op_index)
             all = false;
+        // ... and every read issued between healing and that write must have been answered.
+        for (const auto& [ctx, r] : reads_)
+          if (r.started_ms >= heal_at && r.started_ms <= liveness_op_ms) all = false;
         if (all) break;
       }
       if (now_ >= deadline) {
@@ -844,11 +874,12 @@ Result World::run() {
             trace("  peer " + p.id.to_string() + " match " + std::to_string(p.match_index) +
                   " next " + std::to_string(p.next_index) + " " + p.state);
         }
-        fail(liveness_op_index ? "liveness: members did not all apply index " +
-                                     std::to_string(liveness_op_index) + " within " +
-                                     std::to_string(bound) + " ms of healing"
-                               : "liveness: no write committed within " + std::to_string(bound) +
-                                     " ms after healing");
+        fail(liveness_op_index
+                 ? "liveness: members did not all apply index " +
+                       std::to_string(liveness_op_index) + " (or a read went unanswered) within " +
+                       std::to_string(bound) + " ms of healing"
+                 : "liveness: no write committed within " + std::to_string(bound) +
+                       " ms after healing");
         break;
       }
       continue;
@@ -874,7 +905,7 @@ Result World::run() {
             schedule(now_ + 5, TickEvent{ev.node, ev.epoch});
           } else if constexpr (std::is_same_v<T, DiskEvent>) {
             Node& n = *nodes_[ev.node];
-            if (n.alive && n.epoch == ev.epoch) on_disk(n, ev.write_id);
+            if (n.alive && n.epoch == ev.epoch) on_disk(n, ev.queue, ev.write_id);
           } else if constexpr (std::is_same_v<T, InstallEvent>) {
             Node& n = *nodes_[ev.node];
             if (n.alive && n.epoch == ev.epoch) on_install(n, ev.install);

@@ -34,6 +34,7 @@ struct Scenario {
   uint64_t max_election_delay_ms = 200;
   uint64_t clock_drift_ms = 50;
   uint32_t max_entries_per_rpc = 1024;
+  uint64_t max_bytes_per_rpc = 512 * 1024;
   uint32_t max_inflight = 8;
   uint64_t snapshot_margin = 0;
   uint64_t min_delay_ms = 1, max_delay_ms = 10;
@@ -49,6 +50,7 @@ struct Scenario {
   double p_replay_on_election = 0.0;    // old messages to a new candidate are delivered again
   double p_split_leaders = 0.0;         // a new leader and a stale one cannot reach each other
   double p_snapshot = 0.0, p_membership = 0.0, p_transfer = 0.0;
+  double p_install_fail = 0.0;  // fetching a snapshot from the leader fails
   double p_propose = 0.3, p_read = 0.2;
   uint64_t chaos_ms = 4000;        // faults happen in [0, chaos_ms)
   uint64_t liveness_bound_ms = 0;  // after healing; 0: derived from timeouts and latencies
