@@ -122,8 +122,9 @@ const judgeFormat = (r) =>
   r.code === 0 ? { passed: 1, failed: 0 } : { passed: 0, failed: 1, note: `npm run format fixes it; ${exitNote(r)}` };
 
 async function main() {
-  const sources = readdirSync(`${root}/native`, { recursive: true })
-    .filter((f) => /\.(h|cpp)$/.test(f)).map((f) => `native/${f}`);
+  const sources = ['native', 'bench'].flatMap((dir) =>
+    readdirSync(`${root}/${dir}`, { recursive: true })
+      .filter((f) => /\.(h|cpp)$/.test(f)).map((f) => `${dir}/${f}`));
   await step('clang-format', 'clang-format', ['--dry-run', '--Werror', ...sources], judgeFormat);
 
   const build = (flag) => [process.execPath, ['scripts/build.mjs', flag]];

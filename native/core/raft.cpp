@@ -781,34 +781,10 @@ bool Raft::validate(const Envelope& m) {
 void Raft::step(const Envelope& m, uint64_t now) {
   now_ = now;
   if (!validate(m)) return;
-  std::visit(
-      [&](const auto& p) {
-        using T = std::decay_t<decltype(p)>;
-        if constexpr (std::is_same_v<T, RequestVoteRequest>)
-          on_vote_request(m, p, now);
-        else if constexpr (std::is_same_v<T, RequestVoteResponse>)
-          on_vote_response(m, p, now);
-        else if constexpr (std::is_same_v<T, AppendEntriesRequest>)
-          on_append(m, p, now);
-        else if constexpr (std::is_same_v<T, AppendEntriesResponse>)
-          on_append_response(m, p, now);
-        else if constexpr (std::is_same_v<T, InstallSnapshotRequest>)
-          on_install_snapshot(m, p, now);
-        else if constexpr (std::is_same_v<T, InstallSnapshotResponse>)
-          on_install_snapshot_response(m, p, now);
-        else if constexpr (std::is_same_v<T, TimeoutNowRequest>)
-          on_timeout_now(m, p, now);
-        else if constexpr (std::is_same_v<T, TimeoutNowResponse>)
-          on_timeout_now_response(m, p, now);
-        else if constexpr (std::is_same_v<T, ReadIndexRequest>)
-          on_read_index(m, p, now);
-        else if constexpr (std::is_same_v<T, ReadIndexResponse>)
-          on_read_index_response(m, p, now);
-      },
-      m.payload);
+  std::visit([&](const auto& p) { handle(m, p, now); }, m.payload);
 }
 
-void Raft::on_vote_request(const Envelope& m, const RequestVoteRequest& r, uint64_t now) {
+void Raft::handle(const Envelope& m, const RequestVoteRequest& r, uint64_t now) {
   bool log_ok =
       !(LogId{r.last_log_index, r.last_log_term} < last_log_id()) || MUTANT(VoteWithoutLogCheck);
   uint64_t lease_ms = opt_.election_timeout_ms + (opt_.leader_lease ? opt_.max_clock_drift_ms : 0);
@@ -851,7 +827,7 @@ void Raft::on_vote_request(const Envelope& m, const RequestVoteRequest& r, uint6
   send_response(m.from, m.rpc_id, resp);
 }
 
-void Raft::on_vote_response(const Envelope& m, const RequestVoteResponse& r, uint64_t now) {
+void Raft::handle(const Envelope& m, const RequestVoteResponse& r, uint64_t now) {
   if (!conf_.is_voter(m.from)) return void(++counters_.unknown_sender);
   if (r.term > hs_.term) return step_down_to(r.term, now);
   bool current = m.rpc_id > election_rpc_ || MUTANT(CountOtherTermVotes);
@@ -870,7 +846,7 @@ void Raft::on_vote_response(const Envelope& m, const RequestVoteResponse& r, uin
     become_leader(now);
 }
 
-void Raft::on_append(const Envelope& m, const AppendEntriesRequest& r, uint64_t now) {
+void Raft::handle(const Envelope& m, const AppendEntriesRequest& r, uint64_t now) {
   if (r.term < hs_.term) {
     send_response(m.from, m.rpc_id, AppendEntriesResponse{hs_.term, false, last_index(), false});
     return;
@@ -936,7 +912,7 @@ void Raft::on_append(const Envelope& m, const AppendEntriesRequest& r, uint64_t 
   }
 }
 
-void Raft::on_append_response(const Envelope& m, const AppendEntriesResponse& r, uint64_t now) {
+void Raft::handle(const Envelope& m, const AppendEntriesResponse& r, uint64_t now) {
   auto* prp = role_ == Role::Leader ? progress(m.from) : nullptr;
   if (!prp) return void(++counters_.unknown_sender);
   if (r.term > hs_.term && !MUTANT(NoStepDownOnHigherTerm)) return step_down_to(r.term, now);
@@ -970,7 +946,7 @@ void Raft::on_append_response(const Envelope& m, const AppendEntriesResponse& r,
   if (role_ == Role::Leader && progress(m.from)) replicate(m.from, now);
 }
 
-void Raft::on_install_snapshot(const Envelope& m, const InstallSnapshotRequest& r, uint64_t now) {
+void Raft::handle(const Envelope& m, const InstallSnapshotRequest& r, uint64_t now) {
   if (r.term < hs_.term) {
     send_response(m.from, m.rpc_id, InstallSnapshotResponse{hs_.term, false});
     return;
@@ -1005,8 +981,7 @@ void Raft::on_install_snapshot(const Envelope& m, const InstallSnapshotRequest& 
   ready_.install_snapshot = SnapshotInstall{m.from, r.meta, r.uri};
 }
 
-void Raft::on_install_snapshot_response(const Envelope& m, const InstallSnapshotResponse& r,
-                                        uint64_t now) {
+void Raft::handle(const Envelope& m, const InstallSnapshotResponse& r, uint64_t now) {
   auto* pr = role_ == Role::Leader ? progress(m.from) : nullptr;
   if (!pr) return void(++counters_.unknown_sender);
   if (r.term > hs_.term && !MUTANT(NoStepDownOnHigherTerm)) return step_down_to(r.term, now);
@@ -1024,7 +999,7 @@ void Raft::on_install_snapshot_response(const Envelope& m, const InstallSnapshot
   if (role_ == Role::Leader && r.success) replicate(m.from, now);
 }
 
-void Raft::on_timeout_now(const Envelope& m, const TimeoutNowRequest& r, uint64_t now) {
+void Raft::handle(const Envelope& m, const TimeoutNowRequest& r, uint64_t now) {
   if (r.term > hs_.term) step_down_to(r.term, now);  // braft EHIGHERTERMREQUEST
   bool ok = r.term == hs_.term && role_ == Role::Follower && leader_ == m.from && can_campaign() &&
             !installing_snapshot_;
@@ -1038,8 +1013,7 @@ void Raft::on_timeout_now(const Envelope& m, const TimeoutNowRequest& r, uint64_
   become_candidate(now, true);
 }
 
-void Raft::on_timeout_now_response(const Envelope& /*m*/, const TimeoutNowResponse& r,
-                                   uint64_t now) {
+void Raft::handle(const Envelope& /*m*/, const TimeoutNowResponse& r, uint64_t now) {
   if (r.term > hs_.term) step_down_to(r.term, now);
 }
 
@@ -1106,7 +1080,7 @@ void Raft::fail_reads(Code code, const char* why) {
   reads_waiting_commit_.clear();
 }
 
-void Raft::on_read_index(const Envelope& m, const ReadIndexRequest& r, uint64_t now) {
+void Raft::handle(const Envelope& m, const ReadIndexRequest& r, uint64_t now) {
   if (role_ != Role::Leader) {
     send_response(m.from, m.rpc_id, ReadIndexResponse{hs_.term, r.ctx, false, 0});
     return;
@@ -1114,7 +1088,7 @@ void Raft::on_read_index(const Envelope& m, const ReadIndexRequest& r, uint64_t 
   serve_read(r.ctx, m.from, m.rpc_id, now);
 }
 
-void Raft::on_read_index_response(const Envelope& m, const ReadIndexResponse& r, uint64_t) {
+void Raft::handle(const Envelope& m, const ReadIndexResponse& r, uint64_t) {
   auto it = forwarded_reads_.find(m.rpc_id);
   if (it == forwarded_reads_.end() || !(m.from == leader_) || it->second.ctx != r.ctx)
     return void(++counters_.stale);

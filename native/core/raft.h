@@ -299,17 +299,16 @@ class Raft {
   void set_hard_state(uint64_t term, const PeerId& vote);
 
   // handlers
-  void on_vote_request(const Envelope& m, const RequestVoteRequest& r, uint64_t now);
-  void on_vote_response(const Envelope& m, const RequestVoteResponse& r, uint64_t now);
-  void on_append(const Envelope& m, const AppendEntriesRequest& r, uint64_t now);
-  void on_append_response(const Envelope& m, const AppendEntriesResponse& r, uint64_t now);
-  void on_install_snapshot(const Envelope& m, const InstallSnapshotRequest& r, uint64_t now);
-  void on_install_snapshot_response(const Envelope& m, const InstallSnapshotResponse& r,
-                                    uint64_t now);
-  void on_timeout_now(const Envelope& m, const TimeoutNowRequest& r, uint64_t now);
-  void on_timeout_now_response(const Envelope& m, const TimeoutNowResponse& r, uint64_t now);
-  void on_read_index(const Envelope& m, const ReadIndexRequest& r, uint64_t now);
-  void on_read_index_response(const Envelope& m, const ReadIndexResponse& r, uint64_t now);
+  void handle(const Envelope& m, const RequestVoteRequest& r, uint64_t now);
+  void handle(const Envelope& m, const RequestVoteResponse& r, uint64_t now);
+  void handle(const Envelope& m, const AppendEntriesRequest& r, uint64_t now);
+  void handle(const Envelope& m, const AppendEntriesResponse& r, uint64_t now);
+  void handle(const Envelope& m, const InstallSnapshotRequest& r, uint64_t now);
+  void handle(const Envelope& m, const InstallSnapshotResponse& r, uint64_t now);
+  void handle(const Envelope& m, const TimeoutNowRequest& r, uint64_t now);
+  void handle(const Envelope& m, const TimeoutNowResponse& r, uint64_t now);
+  void handle(const Envelope& m, const ReadIndexRequest& r, uint64_t now);
+  void handle(const Envelope& m, const ReadIndexResponse& r, uint64_t now);
   bool validate(const Envelope& m);
 
   // log
