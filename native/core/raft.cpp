@@ -211,12 +211,18 @@ void Raft::reset_election_timer(uint64_t now) {
   election_deadline_ = now + t + (spread ? opt_.random() % (spread + 1) : 0);
 }
 
-// A voter campaigns. So does a replica whose removal is not yet committed: it may hold the
-// only log that can finish the change (it was the leader that appended it), and without it
-// the remaining voters could never elect anyone. It counts votes in the new configuration.
+// A voter campaigns. So does a replica whose removal it does not know to be committed (a
+// voter in the configuration at its commit index, or in any later one): it may hold the only
+// log that can finish the change, and without it the remaining voters could never elect
+// anyone. It counts votes in its latest configuration. (After a restart the commit index is
+// low, so this errs towards campaigning, which costs nothing but a refused pre-vote.)
 bool Raft::can_campaign() const {
   if (conf_.is_voter(opt_.self)) return true;
-  return conf_index_ > commit_ && conf_at(commit_).is_voter(opt_.self);
+  if (conf_index_ <= commit_) return false;
+  if (conf_at(commit_).is_voter(opt_.self)) return true;
+  for (auto it = conf_log_.upper_bound(commit_); it != conf_log_.end(); ++it)
+    if (it->second.is_voter(opt_.self)) return true;
+  return false;
 }
 
 bool Raft::heard_from_leader_within(uint64_t ms, uint64_t now) const {
@@ -604,6 +610,7 @@ void Raft::tick(uint64_t now) {
       }
     }
     if (now >= next_heartbeat_) broadcast_heartbeat(now);
+    confirm_reads();  // the configuration may have shrunk to fewer peers than were asked
     replicate_all(now);
     advance_conf_change(now);
     return;

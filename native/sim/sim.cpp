@@ -849,6 +849,14 @@ Result World::run() {
       if (healed_ && result_.acked_writes > acked_before_heal && !liveness_op_index) {
         liveness_op_index = max_acked_;
         liveness_op_ms = now_;
+        // Replicas that were far behind get time to fetch the lag: one batch per fsync and
+        // round trip (a learner of a single-voter group may trail by hundreds of entries).
+        uint64_t behind = liveness_op_index;
+        for (auto& n : nodes_) behind = std::min(behind, n->sm.index);
+        uint64_t per_batch = s_.disk_max_ms + 2 * s_.max_delay_ms + 1;
+        deadline = std::max(
+            deadline,
+            now_ + bound + (liveness_op_index - behind) * per_batch / s_.max_entries_per_rpc);
       }
       if (liveness_op_index) {
         // Liveness: after healing, some write committed; now every member must catch up.
@@ -874,6 +882,10 @@ Result World::run() {
             trace("  peer " + p.id.to_string() + " match " + std::to_string(p.match_index) +
                   " next " + std::to_string(p.next_index) + " " + p.state);
         }
+        for (const auto& [ctx, r] : reads_)
+          if (r.started_ms >= heal_at)
+            trace("unanswered read " + std::to_string(ctx) + " at node " + std::to_string(r.node) +
+                  " since t=" + std::to_string(r.started_ms));
         fail(liveness_op_index
                  ? "liveness: members did not all apply index " +
                        std::to_string(liveness_op_index) + " (or a read went unanswered) within " +

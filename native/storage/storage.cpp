@@ -648,11 +648,15 @@ Status SegmentLog::compact_prefix(uint64_t before) {
 }
 
 Status SegmentLog::reset(uint64_t next_index) {
+  // Newest segment first, and log_meta last: a crash part way leaves a shorter log that
+  // still starts where log_meta says, never old entries past the new start.
+  while (!segments_.empty()) {
+    if (::unlink(segments_.back()->path.c_str()) != 0)
+      return os_error("unlink " + segments_.back()->path);
+    segments_.pop_back();
+  }
+  if (auto st = fsync_dir(dir_); !st.ok()) return st;
   if (auto st = write_first_index(next_index); !st.ok()) return st;
-  for (auto& s : segments_)
-    if (::unlink(s->path.c_str()) != 0) return os_error("unlink " + s->path);
-  segments_.clear();
-  dir_dirty_ = true;
   first_index_ = next_index;
   last_index_ = next_index - 1;
   return Status{};
@@ -914,9 +918,15 @@ Status SnapshotStore::publish(const core::SnapshotMeta& meta, const SnapshotInfo
   return Status{};
 }
 
-Status make_boot(const core::HardState& hs, const SnapshotStore& snapshots, const SegmentLog& log,
+Status make_boot(const core::HardState& hs, const SnapshotStore& snapshots, SegmentLog& log,
                  const core::Configuration& initial_conf, core::Boot* boot) {
   *boot = core::Boot{};
+  // An empty log must continue right after the snapshot (a reset may have been cut short).
+  if (snapshots.latest() && log.last_index() < log.first_index()) {
+    uint64_t next = snapshots.latest()->meta.last_included_index + 1;
+    if (log.first_index() != next)
+      if (auto st = log.reset(next); !st.ok()) return st;
+  }
   boot->hard_state = hs;
   boot->initial_conf = initial_conf;
   if (snapshots.latest()) boot->snapshot = snapshots.latest()->meta;

@@ -178,7 +178,8 @@ class SnapshotStore {
 };
 
 // The core's Boot from what is durable, refused (CorruptLog) if Raft::check_boot rejects it.
-Status make_boot(const core::HardState& hs, const SnapshotStore& snapshots, const SegmentLog& log,
+// An empty log is moved to just after the snapshot.
+Status make_boot(const core::HardState& hs, const SnapshotStore& snapshots, SegmentLog& log,
                  const core::Configuration& initial_conf, core::Boot* boot);
 
 }  // namespace raftstore::storage

@@ -62,6 +62,18 @@ TEST(Sim, QuietClusterElectsOnceAndCommits) {
   EXPECT_EQ(r.crashes, 0u);
 }
 
+// Schedules that failed before a fix (with Scenario::from_seed as it is now):
+//   2075509  a restarted replica (commit index 0) whose removal was uncommitted could not
+//            campaign, and nobody else could win: permanent stall
+//   2164559  a ReadIndex pending when the configuration shrank to one voter never completed
+//   2103190, 2152358  liveness bound too tight for a learner far behind a single voter
+TEST(Sim, SeedsThatOnceFailed) {
+  for (uint64_t seed : {2075509u, 2103190u, 2152358u, 2164559u}) {
+    auto r = run(Scenario::from_seed(seed));
+    EXPECT_TRUE(r.ok) << "seed " << seed << ": " << r.violation;
+  }
+}
+
 // That each planted bug is caught is checked by `raftstore-sim --mutants` (npm test).
 
 }  // namespace
