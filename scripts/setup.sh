@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-packages=(g++ cmake ninja-build ccache libgtest-dev clang-format)
+packages=(g++ cmake ninja-build ccache libgtest-dev clang-format libprotobuf-dev protobuf-compiler libasio-dev)
 
 missing=()
 for pkg in "${packages[@]}"; do
