@@ -2,7 +2,8 @@
 // Builds the native trees with CMake + Ninja:
 //   build/release  RelWithDebInfo: the simulator and what ships
 //   build/asan     Debug with ASan+UBSan: unit tests and a sanitized simulator run
-// Usage: node scripts/build.mjs [--release-only | --asan-only]
+//   build/tsan     Debug with ThreadSanitizer: the threaded transport tests
+// Usage: node scripts/build.mjs [--release-only | --asan-only | --tsan-only]
 // CMake is run only for a tree without build.ninja; after that Ninja re-runs CMake by
 // itself whenever CMakeLists.txt changes. ccache is picked up by CMakeLists.txt.
 // BUILD_JOBS=N caps Ninja's parallelism (its default is cores + 2).
@@ -16,17 +17,19 @@ const trees = {
   // Unit tests run only under the sanitizers, so the release tree skips building them.
   release: { dir: 'build/release', flags: ['-DCMAKE_BUILD_TYPE=RelWithDebInfo', '-DRAFTSTORE_TESTS=OFF'] },
   asan: { dir: 'build/asan', flags: ['-DCMAKE_BUILD_TYPE=Debug', '-DRAFTSTORE_SANITIZE=ON'] },
+  // ThreadSanitizer only where there are threads: the transport (and, later, the runtime).
+  tsan: { dir: 'build/tsan', flags: ['-DCMAKE_BUILD_TYPE=Debug', '-DRAFTSTORE_TSAN=ON'], targets: ['rpc_tests'] },
 };
 
 const args = process.argv.slice(2);
-const unknown = args.filter((a) => a !== '--release-only' && a !== '--asan-only');
+const only = { '--release-only': 'release', '--asan-only': 'asan', '--tsan-only': 'tsan' };
+const unknown = args.filter((a) => !(a in only));
 if (unknown.length > 0 || args.length > 1) {
   console.error(`build: unexpected arguments: ${args.join(' ')}`);
-  console.error('usage: node scripts/build.mjs [--release-only | --asan-only]');
+  console.error('usage: node scripts/build.mjs [--release-only | --asan-only | --tsan-only]');
   process.exit(2);
 }
-const names =
-  args[0] === '--release-only' ? ['release'] : args[0] === '--asan-only' ? ['asan'] : ['release', 'asan'];
+const names = args[0] ? [only[args[0]]] : Object.keys(trees);
 
 function run(cmd, cmdArgs) {
   const r = spawnSync(cmd, cmdArgs, { cwd: root, stdio: 'inherit' });
@@ -38,12 +41,12 @@ function run(cmd, cmdArgs) {
 }
 
 for (const name of names) {
-  const { dir, flags } = trees[name];
+  const { dir, flags, targets = [] } = trees[name];
   if (!existsSync(`${root}/${dir}/build.ninja`)) {
     console.log(`build: configuring ${dir}`);
     run('cmake', ['-S', '.', '-B', dir, '-G', 'Ninja', ...flags]);
   }
   console.log(`build: building ${dir}`);
   const jobs = process.env.BUILD_JOBS ? ['-j', process.env.BUILD_JOBS] : [];
-  run('ninja', ['-C', dir, ...jobs]);
+  run('ninja', ['-C', dir, ...jobs, ...targets]);
 }

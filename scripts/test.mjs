@@ -87,6 +87,13 @@ function judgeCtest(r, text) {
   return { passed: 0, failed: 1, note: `no ctest summary, ${exitNote(r)}` };
 }
 
+function judgeGtest(r, text) {
+  const p = Number(/^\[  PASSED  \] (\d+) tests?/m.exec(text)?.[1] ?? 0);
+  const f = Number(/^\[  FAILED  \] (\d+) tests?, listed below/m.exec(text)?.[1] ?? 0);
+  if (r.code !== 0 && f === 0) return { passed: p, failed: 1, note: exitNote(r) };
+  return { passed: p, failed: f };
+}
+
 // One simulator run is one check: it passes on exit 0 with a `sim: N schedules, 0 violations` line.
 function judgeSim(r, text) {
   const lines = text.split('\n').filter((l) => /^(sim|rate): /.test(l));
@@ -140,6 +147,13 @@ async function main() {
   } else {
     skip('unit tests (ASan+UBSan)', 'asan build failed');
     skip('simulator (ASan+UBSan)', 'asan build failed');
+  }
+
+  const tsanOk = await step('build tsan', ...build('--tsan-only'), judgeBuild);
+  if (tsanOk) {
+    await step('transport (TSan)', 'build/tsan/rpc_tests', ['--gtest_brief=1'], judgeGtest);
+  } else {
+    skip('transport (TSan)', 'tsan build failed');
   }
 
   if (releaseOk) {

@@ -67,7 +67,8 @@ int64_t s(uint64_t v) { return static_cast<int64_t>(v); }
 
 template <typename Msg>
 bool parse(const std::string& bytes, Msg* m) {
-  return m->ParseFromString(bytes) && m->IsInitialized();
+  // Partial parse, then the check: a missing required field is refused without a log line.
+  return m->ParsePartialFromString(bytes) && m->IsInitialized();
 }
 
 }  // namespace
