@@ -84,11 +84,11 @@ std::string encode_frame(brpc::policy::RpcMeta meta, std::string_view payload,
   return out;
 }
 
-brpc::policy::RpcMeta request_meta(std::string_view service, std::string_view method,
-                                   int64_t correlation_id) {
+namespace {
+
+// What brpc sets on every frame, requests and responses alike.
+brpc::policy::RpcMeta common_meta(int64_t correlation_id) {
   brpc::policy::RpcMeta m;
-  m.mutable_request()->set_service_name(std::string(service));
-  m.mutable_request()->set_method_name(std::string(method));
   m.set_compress_type(0);
   m.set_correlation_id(correlation_id);
   m.set_content_type(brpc::policy::PB);
@@ -97,16 +97,21 @@ brpc::policy::RpcMeta request_meta(std::string_view service, std::string_view me
   return m;
 }
 
+}  // namespace
+
+brpc::policy::RpcMeta request_meta(std::string_view service, std::string_view method,
+                                   int64_t correlation_id) {
+  brpc::policy::RpcMeta m = common_meta(correlation_id);
+  m.mutable_request()->set_service_name(std::string(service));
+  m.mutable_request()->set_method_name(std::string(method));
+  return m;
+}
+
 brpc::policy::RpcMeta response_meta(int64_t correlation_id, int32_t error_code,
                                     std::string_view error_text) {
-  brpc::policy::RpcMeta m;
+  brpc::policy::RpcMeta m = common_meta(correlation_id);
   m.mutable_response()->set_error_code(error_code);
   if (!error_text.empty()) m.mutable_response()->set_error_text(std::string(error_text));
-  m.set_compress_type(0);
-  m.set_correlation_id(correlation_id);
-  m.set_content_type(brpc::policy::PB);
-  m.set_checksum_type(0);
-  m.set_checksum_value("");
   return m;
 }
 
