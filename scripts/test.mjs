@@ -151,9 +151,9 @@ async function main() {
 
   const tsanOk = await step('build tsan', ...build('--tsan-only'), judgeBuild);
   if (tsanOk) {
-    await step('transport (TSan)', 'build/tsan/rpc_tests', ['--gtest_brief=1'], judgeGtest);
+    await step('transport and runtime (TSan)', 'build/tsan/rpc_tests', ['--gtest_brief=1'], judgeGtest);
   } else {
-    skip('transport (TSan)', 'tsan build failed');
+    skip('transport and runtime (TSan)', 'tsan build failed');
   }
 
   if (releaseOk) {

@@ -5,6 +5,7 @@
 #include <random>
 #include <sstream>
 
+#include "cli.pb.h"
 #include "codec.h"
 
 namespace raftstore::runtime {
@@ -27,8 +28,38 @@ bool is_response(const core::Payload& p) {
          std::holds_alternative<core::ReadIndexResponse>(p);
 }
 
+constexpr int32_t kEPERM = 1;
 constexpr int32_t kENOENT = 2;
+constexpr int32_t kEAGAIN = 11;
+constexpr int32_t kEBUSY = 16;
 constexpr int32_t kEINVAL = 22;
+constexpr int32_t kECATCHUP = 10003;  // braft RaftError
+
+// braft's status codes for the core's refusals.
+int32_t errno_of(core::Code c) {
+  switch (c) {
+    case core::Code::Ok:
+      return 0;
+    case core::Code::NotLeader:
+      return kEPERM;
+    case core::Code::Busy:
+      return kEBUSY;
+    case core::Code::InvalidArgument:
+      return kEINVAL;
+    case core::Code::CatchupFailed:
+      return kECATCHUP;
+    case core::Code::LeaderChanged:
+      return kEPERM;
+    case core::Code::Shutdown:
+      return kEINVAL;
+  }
+  return kEINVAL;
+}
+
+template <typename List>
+void put_peers(const core::PeerList& peers, List* out) {
+  for (const auto& p : peers) *out->Add() = p.to_string();
+}
 
 }  // namespace
 
@@ -104,6 +135,13 @@ void Node::drain() {
       }
     }
     if (rd.install_snapshot) core_->snapshot_installed(rd.install_snapshot->meta, false);
+    for (const auto& cc : rd.conf_changes) {
+      auto it = conf_changes_.find(cc.id);
+      if (it == conf_changes_.end()) continue;
+      auto done = std::move(it->second);
+      conf_changes_.erase(it);
+      done(cc);
+    }
   }
   std::lock_guard<std::mutex> lock(status_mu_);
   status_ = core_->status();
@@ -152,6 +190,21 @@ void Node::propose(std::string data, ProposeDone done) {
     self->proposals_[res.index] = {res.term, std::move(done)};
     self->drain();
   });
+}
+
+void Node::change_conf(const std::string& method, const core::PeerList& peers, CliDone done) {
+  uint64_t id = next_change_++;
+  uint64_t now = now_ms();
+  core::Status st;
+  if (method == "add_peer")
+    st = core_->add_peer(id, peers.at(0), now);
+  else if (method == "remove_peer")
+    st = core_->remove_peer(id, peers.at(0), now);
+  else
+    st = core_->change_peers(id, peers, now);
+  if (!st.ok()) return done(core::ConfChangeResult{id, st, core_->conf(), core_->conf()});
+  conf_changes_[id] = std::move(done);  // answered when the change commits or fails
+  drain();
 }
 
 core::NodeStatus Node::status() {
@@ -210,6 +263,7 @@ void NodeHost::on_request(rpc::Frame frame, rpc::Server::Respond respond) {
   std::string service = req.service_name();
   if (service.rfind("braft.", 0) == 0) service = service.substr(6);
   if (service.rfind("raftstore.", 0) == 0) service = service.substr(10);
+  if (service == "CliService") return on_cli(frame, respond);
   if (service != "RaftService" && service != "RaftExtService")
     return respond(rpc::kENOSERVICE, "Fail to find service=" + req.service_name(), "", "");
   auto env =
@@ -220,6 +274,147 @@ void NodeHost::on_request(rpc::Frame frame, rpc::Server::Respond respond) {
     return respond(kENOENT, "Fail to find node " + env->to.to_string() + " in group " + env->group,
                    "", "");
   it->second->on_request(std::move(*env), std::move(respond));
+}
+
+std::string NodeHost::error_text(int32_t code, const std::string& message) const {
+  // brpc's convention: which server, which code, then the message.
+  return "[127.0.0.1:" + std::to_string(port_) + "][E" + std::to_string(code) + "]" + message;
+}
+
+std::shared_ptr<Node> NodeHost::find(const std::string& group, const std::string& peer,
+                                     int32_t* code, std::string* text) {
+  if (!peer.empty()) {
+    auto id = core::PeerId::parse(peer);
+    auto it = id ? nodes_.find({group, *id}) : nodes_.end();
+    if (it != nodes_.end()) return it->second;
+    *code = kENOENT;
+    *text = "Fail to find node " + peer + " in group " + group;
+    return nullptr;
+  }
+  std::shared_ptr<Node> only;
+  for (auto& [key, node] : nodes_) {
+    if (key.first != group) continue;
+    if (only) {
+      *code = kEINVAL;
+      *text = "peer must be specified since there're multiple nodes in group " + group;
+      return nullptr;
+    }
+    only = node;
+  }
+  if (!only) {
+    *code = kENOENT;
+    *text = "Fail to find node in group " + group;
+  }
+  return only;
+}
+
+// braft's CliService (braft-protocol.md §2.3), so that braft_cli manages our groups.
+void NodeHost::on_cli(const rpc::Frame& frame, const rpc::Server::Respond& respond) {
+  const std::string& method = frame.meta.request().method_name();
+  int32_t code = 0;
+  std::string text;
+  auto refuse = [&](int32_t c, const std::string& t) { respond(c, error_text(c, t), "", ""); };
+  auto bad = [&] { refuse(rpc::kEREQUEST, "Fail to parse request of " + method); };
+  auto peers_reply = [this, respond](auto response) {
+    return [this, respond, response](const core::ConfChangeResult& r) mutable {
+      if (!r.status.ok())
+        return respond(errno_of(r.status.code),
+                       error_text(errno_of(r.status.code), r.status.message), "", "");
+      put_peers(r.old_conf.peers, response.mutable_old_peers());
+      put_peers(r.new_conf.peers, response.mutable_new_peers());
+      respond(0, "", response.SerializeAsString(), "");
+    };
+  };
+  if (method == "get_leader") {
+    braft::GetLeaderRequest req;
+    if (!req.ParseFromString(frame.payload)) return bad();
+    core::PeerId leader;
+    if (req.has_peer_id() && !req.peer_id().empty()) {
+      auto node = find(req.group_id(), req.peer_id(), &code, &text);
+      if (!node) return refuse(code, text);
+      leader = node->status().leader;
+    } else {
+      bool any = false;
+      for (auto& [key, node] : nodes_)
+        if (key.first == req.group_id()) {
+          any = true;
+          if (leader.empty()) leader = node->status().leader;
+        }
+      if (!any) return refuse(kENOENT, "No nodes in group " + req.group_id());
+    }
+    if (leader.empty()) return refuse(kEAGAIN, "Unknown leader");
+    braft::GetLeaderResponse resp;
+    resp.set_leader_id(leader.to_string());
+    return respond(0, "", resp.SerializeAsString(), "");
+  }
+  if (method == "add_peer" || method == "remove_peer") {
+    braft::AddPeerRequest req;  // RemovePeerRequest has the same fields and numbers
+    if (!req.ParseFromString(frame.payload)) return bad();
+    auto peer = core::PeerId::parse(req.peer_id());
+    if (!peer) return refuse(kEINVAL, "Fail to parse peer_id " + req.peer_id());
+    auto node = find(req.group_id(), req.leader_id(), &code, &text);
+    if (!node) return refuse(code, text);
+    if (method == "add_peer")
+      node->change_conf(method, {*peer}, peers_reply(braft::AddPeerResponse{}));
+    else
+      node->change_conf(method, {*peer}, peers_reply(braft::RemovePeerResponse{}));
+    return;
+  }
+  if (method == "change_peers") {
+    braft::ChangePeersRequest req;
+    if (!req.ParseFromString(frame.payload)) return bad();
+    core::PeerList peers;
+    for (const auto& p : req.new_peers()) {
+      auto id = core::PeerId::parse(p);
+      if (!id) return refuse(kEINVAL, "Fail to parse peer " + p);
+      core::insert_sorted(peers, *id);
+    }
+    auto node = find(req.group_id(), req.leader_id(), &code, &text);
+    if (!node) return refuse(code, text);
+    return node->change_conf(method, peers, peers_reply(braft::ChangePeersResponse{}));
+  }
+  if (method == "reset_peer") {
+    braft::ResetPeerRequest req;
+    if (!req.ParseFromString(frame.payload)) return bad();
+    core::PeerList peers;
+    for (const auto& p : req.new_peers()) {
+      auto id = core::PeerId::parse(p);
+      if (!id) return refuse(kEINVAL, "Fail to parse peer " + p);
+      core::insert_sorted(peers, *id);
+    }
+    auto node = find(req.group_id(), req.peer_id(), &code, &text);
+    if (!node) return refuse(code, text);
+    auto st = node->core_->reset_peers(peers, now_ms());
+    node->drain();
+    if (!st.ok()) return refuse(errno_of(st.code), st.message);
+    return respond(0, "", braft::ResetPeerResponse{}.SerializeAsString(), "");
+  }
+  if (method == "transfer_leader") {
+    braft::TransferLeaderRequest req;
+    if (!req.ParseFromString(frame.payload)) return bad();
+    core::PeerId target;  // absent or 0.0.0.0:0:0: any peer
+    if (req.has_peer_id()) {
+      auto id = core::PeerId::parse(req.peer_id());
+      if (!id) return refuse(kEINVAL, "Fail to parse peer_id " + req.peer_id());
+      target = *id;
+    }
+    auto node = find(req.group_id(), req.leader_id(), &code, &text);
+    if (!node) return refuse(code, text);
+    auto st = node->core_->transfer_leader(target, now_ms());
+    node->drain();
+    if (!st.ok()) return refuse(errno_of(st.code), st.message);
+    return respond(0, "", braft::TransferLeaderResponse{}.SerializeAsString(), "");
+  }
+  if (method == "snapshot") {
+    braft::SnapshotRequest req;
+    if (!req.ParseFromString(frame.payload)) return bad();
+    auto node = find(req.group_id(), req.has_peer_id() ? req.peer_id() : "", &code, &text);
+    if (!node) return refuse(code, text);
+    // braft's answer when the node has no snapshot storage; state-machine snapshots are
+    // not wired into the runtime yet.
+    return refuse(kEINVAL, "Snapshot is not supported");
+  }
+  refuse(rpc::kENOMETHOD, "Fail to find method=CliService/" + method);
 }
 
 std::string NodeHost::http_status(const std::string& path) {

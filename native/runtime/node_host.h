@@ -55,6 +55,9 @@ class Node : public std::enable_shared_from_this<Node> {
   void send(core::Envelope env);
   void on_request(core::Envelope env, rpc::Server::Respond respond);
   void fail(const std::string& why);
+  // CliService on this node (host thread). `done` gets the old and new configuration.
+  using CliDone = std::function<void(const core::ConfChangeResult&)>;
+  void change_conf(const std::string& method, const core::PeerList& peers, CliDone done);
 
   NodeHost& host_;
   NodeOptions opt_;
@@ -69,6 +72,8 @@ class Node : public std::enable_shared_from_this<Node> {
   std::map<uint64_t, rpc::Server::Respond> inbound_;  // local id -> where the answer goes
   uint64_t next_inbound_ = 1;
   std::map<uint64_t, std::pair<uint64_t, ProposeDone>> proposals_;  // index -> (term, done)
+  std::map<uint64_t, CliDone> conf_changes_;                        // by change id
+  uint64_t next_change_ = 1;
   bool failed_ = false;
   std::mutex status_mu_;
   core::NodeStatus status_;
@@ -92,6 +97,11 @@ class NodeHost {
 
  private:
   void on_request(rpc::Frame frame, rpc::Server::Respond respond);
+  void on_cli(const rpc::Frame& frame, const rpc::Server::Respond& respond);
+  // braft's CliService node lookup: by peer id, or the only node of the group.
+  std::shared_ptr<Node> find(const std::string& group, const std::string& peer, int32_t* code,
+                             std::string* text);
+  std::string error_text(int32_t code, const std::string& message) const;
   std::string http_status(const std::string& path);
 
   asio::io_context io_;

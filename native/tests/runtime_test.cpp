@@ -8,6 +8,7 @@
 #include <mutex>
 #include <thread>
 
+#include "cli.pb.h"
 #include "codec.h"
 #include "node_host.h"
 
@@ -200,6 +201,113 @@ TEST_F(RuntimeTest, RaftStatAndUnknownGroups) {
            });
   io.run();
   EXPECT_EQ(code.get_future().get(), 2);
+}
+
+// --- CliService, as braft_cli drives it ----------------------------------------------------
+
+struct CliReply {
+  int32_t code = 0;  // transport or RPC error
+  std::string text;
+  std::string payload;
+};
+
+CliReply Cli(uint16_t port, const std::string& method, const google::protobuf::Message& req) {
+  asio::io_context io;
+  auto ch =
+      rpc::Channel::create(io, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+  CliReply out;
+  ch->call("braft.CliService", method, req.SerializeAsString(), "", 10000,
+           [&](int32_t c, const std::string& t, rpc::Frame f) {
+             out.code = c ? c : f.meta.response().error_code();
+             out.text = c ? t : f.meta.response().error_text();
+             out.payload = f.payload;
+             io.stop();
+           });
+  io.run();
+  return out;
+}
+
+TEST_F(RuntimeTest, CliServiceManagesTheGroup) {
+  Applied applied[4];
+  for (int i = 0; i < 3; ++i) nodes_.push_back(Start(i, "g", &applied[i]));
+  int leader = WaitLeader(nodes_, 5s);
+  ASSERT_GE(leader, 0);
+  std::string leader_id = Peer(ports_[leader]).to_string();
+
+  // get_leader, with and without peer_id, at every node.
+  for (int i = 0; i < 3; ++i) {
+    braft::GetLeaderRequest req;
+    req.set_group_id("g");
+    CliReply r = Cli(ports_[i], "get_leader", req);
+    ASSERT_EQ(r.code, 0) << r.text;
+    braft::GetLeaderResponse resp;
+    ASSERT_TRUE(resp.ParseFromString(r.payload));
+    EXPECT_EQ(resp.leader_id(), leader_id);
+    req.set_peer_id(Peer(ports_[i]).to_string());
+    r = Cli(ports_[i], "get_leader", req);
+    ASSERT_EQ(r.code, 0) << r.text;
+  }
+
+  // add_peer: a fourth replica, started with no configuration, joins and catches up.
+  std::unique_ptr<NodeHost> h;
+  ASSERT_TRUE(NodeHost::start("127.0.0.1", 0, &h).ok());
+  ports_.push_back(h->port());
+  hosts_.push_back(std::move(h));
+  core::Configuration none = conf_;
+  conf_ = {};
+  nodes_.push_back(Start(3, "g", &applied[3]));
+  conf_ = none;
+  ASSERT_TRUE(Propose(*nodes_[leader], "before").ok());
+  braft::AddPeerRequest add;
+  add.set_group_id("g");
+  add.set_leader_id(leader_id);
+  add.set_peer_id(Peer(ports_[3]).to_string());
+  CliReply r = Cli(ports_[leader], "add_peer", add);
+  ASSERT_EQ(r.code, 0) << r.text;
+  braft::AddPeerResponse added;
+  ASSERT_TRUE(added.ParseFromString(r.payload));
+  EXPECT_EQ(added.old_peers_size(), 3);
+  EXPECT_EQ(added.new_peers_size(), 4);
+  ASSERT_TRUE(Propose(*nodes_[leader], "after").ok());
+  ASSERT_TRUE(WaitApplied(applied[3], 2, 5s));
+  EXPECT_EQ(applied[3].get(), (std::vector<std::string>{"before", "after"}));
+
+  // add_peer at a follower: EPERM, braft's "Not leader".
+  int follower = (leader + 1) % 3;
+  add.set_leader_id(Peer(ports_[follower]).to_string());
+  EXPECT_EQ(Cli(ports_[follower], "add_peer", add).code, 1);
+
+  // remove_peer takes it out again.
+  braft::RemovePeerRequest remove;
+  remove.set_group_id("g");
+  remove.set_leader_id(leader_id);
+  remove.set_peer_id(Peer(ports_[3]).to_string());
+  r = Cli(ports_[leader], "remove_peer", remove);
+  ASSERT_EQ(r.code, 0) << r.text;
+  braft::RemovePeerResponse removed;
+  ASSERT_TRUE(removed.ParseFromString(r.payload));
+  EXPECT_EQ(removed.new_peers_size(), 3);
+
+  // transfer_leader to a follower: it leads soon after.
+  braft::TransferLeaderRequest transfer;
+  transfer.set_group_id("g");
+  transfer.set_leader_id(leader_id);
+  transfer.set_peer_id(Peer(ports_[follower]).to_string());
+  r = Cli(ports_[leader], "transfer_leader", transfer);
+  ASSERT_EQ(r.code, 0) << r.text;
+  auto end = std::chrono::steady_clock::now() + 5s;
+  while (nodes_[follower]->status().role != core::Role::Leader &&
+         std::chrono::steady_clock::now() < end)
+    std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(nodes_[follower]->status().role, core::Role::Leader);
+
+  // Errors as braft gives them.
+  braft::GetLeaderRequest nope;
+  nope.set_group_id("nope");
+  r = Cli(ports_[0], "get_leader", nope);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.text.find("No nodes in group nope"), std::string::npos) << r.text;
+  EXPECT_EQ(Cli(ports_[0], "get_leaderz", nope).code, rpc::kENOMETHOD);
 }
 
 }  // namespace
