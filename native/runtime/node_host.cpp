@@ -258,14 +258,27 @@ storage::Status NodeHost::add_node(NodeOptions opt, ApplyFn apply, std::shared_p
   return result.get_future().get();
 }
 
+void NodeHost::add_service(const std::string& full_name, rpc::Server::Handler handler) {
+  std::promise<void> done;
+  asio::post(io_, [&] {
+    services_[full_name] = std::move(handler);
+    done.set_value();
+  });
+  done.get_future().wait();
+}
+
 void NodeHost::on_request(rpc::Frame frame, rpc::Server::Respond respond) {
   const auto& req = frame.meta.request();
   std::string service = req.service_name();
   if (service.rfind("braft.", 0) == 0) service = service.substr(6);
   if (service.rfind("raftstore.", 0) == 0) service = service.substr(10);
   if (service == "CliService") return on_cli(frame, respond);
-  if (service != "RaftService" && service != "RaftExtService")
-    return respond(rpc::kENOSERVICE, "Fail to find service=" + req.service_name(), "", "");
+  if (service != "RaftService" && service != "RaftExtService") {
+    auto it = services_.find(req.service_name());
+    if (it == services_.end())
+      return respond(rpc::kENOSERVICE, "Fail to find service=" + req.service_name(), "", "");
+    return it->second(std::move(frame), std::move(respond));
+  }
   auto env =
       rpc::decode_request(req.service_name(), req.method_name(), frame.payload, frame.attachment);
   if (!env) return respond(rpc::kEREQUEST, "bad request for " + req.method_name(), "", "");

@@ -90,6 +90,10 @@ class NodeHost {
   // Opens the node's data directory and starts it. Thread-safe.
   storage::Status add_node(NodeOptions opt, ApplyFn apply, std::shared_ptr<Node>* out);
 
+  // Serves an application service (e.g. "example.CounterService") on the same port; its
+  // handler runs on the host's thread. Thread-safe.
+  void add_service(const std::string& full_name, rpc::Server::Handler handler);
+
   asio::io_context& io() { return io_; }
 
   struct Key {};
@@ -110,6 +114,7 @@ class NodeHost {
   uint16_t port_ = 0;
   std::thread thread_;
   std::map<std::pair<std::string, core::PeerId>, std::shared_ptr<Node>> nodes_;  // host thread
+  std::map<std::string, rpc::Server::Handler> services_;                         // host thread
 };
 
 }  // namespace raftstore::runtime
