@@ -68,6 +68,53 @@ void put_peers(const core::PeerList& peers, List* out) {
 Node::Node(Key, NodeHost& host, NodeOptions opt, ApplyFn apply)
     : host_(host), opt_(std::move(opt)), apply_(std::move(apply)) {}
 
+Node::~Node() {
+  {
+    std::lock_guard<std::mutex> l(writes_mu_);
+    stop_writer_ = true;
+  }
+  writes_cv_.notify_one();
+  if (writer_.joinable()) writer_.join();
+}
+
+void Node::write_loop() {
+  while (true) {
+    std::vector<Write> batch;
+    {
+      std::unique_lock<std::mutex> l(writes_mu_);
+      writes_cv_.wait(l, [&] { return stop_writer_ || !writes_.empty(); });
+      if (writes_.empty()) return;  // stopping, nothing left
+      batch.assign(std::make_move_iterator(writes_.begin()),
+                   std::make_move_iterator(writes_.end()));
+      writes_.clear();
+    }
+    storage::Status st;
+    bool log_touched = false;
+    for (const auto& w : batch) {
+      if (w.hard_state && !(st = meta_->save(*w.hard_state)).ok()) break;
+      if (w.log.log_reset || w.log.log_write || w.log.compact_before) {
+        log_touched = true;
+        if (!(st = log_->apply(w.log, false)).ok()) break;
+      }
+    }
+    if (st.ok() && log_touched) st = log_->sync();  // one fsync for the whole batch
+    asio::post(host_.io(), [weak = weak_from_this(), st, batch = std::move(batch)] {
+      if (auto self = weak.lock()) self->written(st, batch);
+    });
+  }
+}
+
+void Node::written(storage::Status st, const std::vector<Write>& batch) {
+  if (failed_) return;
+  if (!st.ok()) return fail(st.message);
+  for (const auto& w : batch) {
+    if (w.hard_state) core_->meta_persisted(w.meta_seq);
+    if (w.log.log_write && !w.log.log_write->entries.empty())
+      core_->log_persisted(w.log.log_write->seq);
+  }
+  drain();
+}
+
 storage::Status Node::open() {
   const std::string& dir = opt_.data_dir;
   if (auto st = storage::DirLock::acquire(dir, &lock_); !st.ok()) return st;
@@ -85,6 +132,7 @@ storage::Status Node::open() {
   o.random = [rng = std::mt19937_64(std::random_device{}())]() mutable { return rng(); };
   core_ = std::make_unique<core::Raft>(std::move(o), std::move(boot), now_ms());
   ticker_ = std::make_unique<asio::steady_timer>(host_.io());
+  writer_ = std::thread([this] { write_loop(); });
   drain();
   tick();
   return storage::Status{};
@@ -113,13 +161,18 @@ void Node::fail(const std::string& why) {
 void Node::drain() {
   while (!failed_ && core_->has_ready()) {
     core::Ready rd = core_->take_ready();
-    if (rd.hard_state) {
-      if (auto st = meta_->save(*rd.hard_state); !st.ok()) return fail(st.message);
-      core_->meta_persisted(rd.meta_seq);
-    }
-    if (rd.log_reset || rd.log_write || rd.compact_before) {
-      if (auto st = log_->apply(rd); !st.ok()) return fail(st.message);
-      if (rd.log_write && !rd.log_write->entries.empty()) core_->log_persisted(rd.log_write->seq);
+    if (rd.hard_state || rd.log_reset || rd.log_write || rd.compact_before) {
+      Write w;
+      w.hard_state = rd.hard_state;
+      w.meta_seq = rd.meta_seq;
+      w.log.log_reset = std::move(rd.log_reset);
+      w.log.log_write = std::move(rd.log_write);
+      w.log.compact_before = rd.compact_before;
+      {
+        std::lock_guard<std::mutex> l(writes_mu_);
+        writes_.push_back(std::move(w));
+      }
+      writes_cv_.notify_one();
     }
     for (auto& m : rd.messages) send(std::move(m));
     if (!rd.committed.empty()) {

@@ -2,12 +2,16 @@
 // number of Raft groups on it, routed by (group, peer id) as braft does. Each Node owns a
 // core, its data directory (storage/), channels to its peers, and a tick timer.
 //
-// First version, deliberately simple: term/vote and log writes are fsynced on the host's
-// thread before the Ready's messages go out (the design's log-writer thread, which lets a
-// leader send while its own fsync is in flight, comes next). Snapshot install is not wired
-// yet: a follower answers InstallSnapshot with failure.
+// Each node has a log-writer thread: the host thread hands it term/vote and log writes and
+// sends the Ready's messages at once (the core never releases a message that depends on
+// something not yet durable), so a leader replicates while its own fsync is in flight. The
+// writer takes every queued write, applies them in order and fsyncs once (group commit),
+// then reports back to the host thread (meta_persisted, log_persisted). Snapshot install is
+// not wired yet: a follower answers InstallSnapshot with failure.
 #pragma once
 
+#include <condition_variable>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -46,6 +50,7 @@ class Node : public std::enable_shared_from_this<Node> {
 
   struct Key {};
   Node(Key, NodeHost& host, NodeOptions opt, ApplyFn apply);
+  ~Node();
   storage::Status open();  // on the host's thread
 
  private:
@@ -55,6 +60,13 @@ class Node : public std::enable_shared_from_this<Node> {
   void send(core::Envelope env);
   void on_request(core::Envelope env, rpc::Server::Respond respond);
   void fail(const std::string& why);
+  struct Write {
+    std::optional<core::HardState> hard_state;
+    uint64_t meta_seq = 0;
+    core::Ready log;  // only log_reset, log_write, compact_before
+  };
+  void write_loop();
+  void written(storage::Status st, const std::vector<Write>& batch);
   // CliService on this node (host thread). `done` gets the old and new configuration.
   using CliDone = std::function<void(const core::ConfChangeResult&)>;
   void change_conf(const std::string& method, const core::PeerList& peers, CliDone done);
@@ -75,6 +87,11 @@ class Node : public std::enable_shared_from_this<Node> {
   std::map<uint64_t, CliDone> conf_changes_;                        // by change id
   uint64_t next_change_ = 1;
   bool failed_ = false;
+  std::thread writer_;
+  std::mutex writes_mu_;
+  std::condition_variable writes_cv_;
+  std::deque<Write> writes_;
+  bool stop_writer_ = false;
   std::mutex status_mu_;
   core::NodeStatus status_;
 };

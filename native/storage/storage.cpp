@@ -662,7 +662,7 @@ Status SegmentLog::reset(uint64_t next_index) {
   return Status{};
 }
 
-Status SegmentLog::apply(const core::Ready& ready) {
+Status SegmentLog::apply(const core::Ready& ready, bool sync_now) {
   if (ready.log_reset)
     if (auto st = reset(ready.log_reset->last_included_index + 1); !st.ok()) return st;
   if (ready.log_write) {
@@ -671,7 +671,7 @@ Status SegmentLog::apply(const core::Ready& ready) {
   }
   if (ready.compact_before)
     if (auto st = compact_prefix(*ready.compact_before); !st.ok()) return st;
-  return sync();
+  return sync_now ? sync() : Status{};
 }
 
 SegmentLog::Segment* SegmentLog::segment_of(uint64_t index) const {

@@ -113,8 +113,9 @@ class SegmentLog {
   Status compact_prefix(uint64_t before);
   // Drop everything; the next entry will be `next_index` (after a snapshot install).
   Status reset(uint64_t next_index);
-  // The core's Ready, in its order: log_reset, log_write, compact_before; then sync().
-  Status apply(const core::Ready& ready);
+  // The core's Ready, in its order: log_reset, log_write, compact_before; then sync()
+  // unless the caller batches several and syncs once (group commit).
+  Status apply(const core::Ready& ready, bool sync_now = true);
 
   Status read(uint64_t index, core::Entry* out) const;
   Status read_all(std::vector<core::Entry>* out) const;
