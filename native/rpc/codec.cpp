@@ -11,21 +11,6 @@ using namespace raftstore::core;
 
 namespace {
 
-template <typename List>
-void put_peers(const PeerList& peers, List* out) {
-  for (const auto& p : peers) *out->Add() = p.to_string();
-}
-
-template <typename List>
-bool get_peers(const List& in, PeerList* out) {
-  for (const auto& text : in) {
-    auto id = PeerId::parse(text);
-    if (!id) return false;
-    insert_sorted(*out, *id);
-  }
-  return true;
-}
-
 void put_meta(const SnapshotMeta& m, braft::SnapshotMeta* out) {
   out->set_last_included_index(static_cast<int64_t>(m.last_included_index));
   out->set_last_included_term(static_cast<int64_t>(m.last_included_term));

@@ -23,6 +23,22 @@ struct WireMessage {
   int32_t error_code = 0;  // responses: an RPC error instead of a payload
 };
 
+// Peer ids to and from a repeated string field of a braft message.
+template <typename List>
+void put_peers(const core::PeerList& peers, List* out) {
+  for (const auto& p : peers) *out->Add() = p.to_string();
+}
+// False if any id is malformed.
+template <typename List>
+bool get_peers(const List& in, core::PeerList* out) {
+  for (const auto& text : in) {
+    auto id = core::PeerId::parse(text);
+    if (!id) return false;
+    core::insert_sorted(*out, *id);
+  }
+  return true;
+}
+
 // Requests and responses from the core.
 WireMessage encode(const core::Envelope& e);
 

@@ -56,11 +56,6 @@ int32_t errno_of(core::Code c) {
   return kEINVAL;
 }
 
-template <typename List>
-void put_peers(const core::PeerList& peers, List* out) {
-  for (const auto& p : peers) *out->Add() = p.to_string();
-}
-
 }  // namespace
 
 // --- Node ------------------------------------------------------------------------------
@@ -386,8 +381,8 @@ void NodeHost::on_cli(const rpc::Frame& frame, const rpc::Server::Respond& respo
       if (!r.status.ok())
         return respond(errno_of(r.status.code),
                        error_text(errno_of(r.status.code), r.status.message), "", "");
-      put_peers(r.old_conf.peers, response.mutable_old_peers());
-      put_peers(r.new_conf.peers, response.mutable_new_peers());
+      rpc::put_peers(r.old_conf.peers, response.mutable_old_peers());
+      rpc::put_peers(r.new_conf.peers, response.mutable_new_peers());
       respond(0, "", response.SerializeAsString(), "");
     };
   };
@@ -430,11 +425,7 @@ void NodeHost::on_cli(const rpc::Frame& frame, const rpc::Server::Respond& respo
     braft::ChangePeersRequest req;
     if (!req.ParseFromString(frame.payload)) return bad();
     core::PeerList peers;
-    for (const auto& p : req.new_peers()) {
-      auto id = core::PeerId::parse(p);
-      if (!id) return refuse(kEINVAL, "Fail to parse peer " + p);
-      core::insert_sorted(peers, *id);
-    }
+    if (!rpc::get_peers(req.new_peers(), &peers)) return refuse(kEINVAL, "Fail to parse new_peers");
     auto node = find(req.group_id(), req.leader_id(), &code, &text);
     if (!node) return refuse(code, text);
     return node->change_conf(method, peers, peers_reply(braft::ChangePeersResponse{}));
@@ -443,11 +434,7 @@ void NodeHost::on_cli(const rpc::Frame& frame, const rpc::Server::Respond& respo
     braft::ResetPeerRequest req;
     if (!req.ParseFromString(frame.payload)) return bad();
     core::PeerList peers;
-    for (const auto& p : req.new_peers()) {
-      auto id = core::PeerId::parse(p);
-      if (!id) return refuse(kEINVAL, "Fail to parse peer " + p);
-      core::insert_sorted(peers, *id);
-    }
+    if (!rpc::get_peers(req.new_peers(), &peers)) return refuse(kEINVAL, "Fail to parse new_peers");
     auto node = find(req.group_id(), req.peer_id(), &code, &text);
     if (!node) return refuse(code, text);
     auto st = node->core_->reset_peers(peers, now_ms());
