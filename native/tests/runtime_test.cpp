@@ -310,5 +310,45 @@ TEST_F(RuntimeTest, CliServiceManagesTheGroup) {
   EXPECT_EQ(Cli(ports_[0], "get_leaderz", nope).code, rpc::kENOMETHOD);
 }
 
+// change_peers with several changes goes through a joint configuration; a leader that is
+// not in the new configuration steps down once it commits.
+TEST_F(RuntimeTest, ChangePeersReplacesTwoReplicas) {
+  Applied applied[5];
+  for (int i = 0; i < 3; ++i) nodes_.push_back(Start(i, "g", &applied[i]));
+  int leader = WaitLeader(nodes_, 5s);
+  ASSERT_GE(leader, 0);
+  ASSERT_TRUE(Propose(*nodes_[leader], "old").ok());
+  core::Configuration initial = conf_;
+  conf_ = {};  // the two newcomers start with no configuration
+  for (int i = 3; i < 5; ++i) {
+    std::unique_ptr<NodeHost> h;
+    ASSERT_TRUE(NodeHost::start("127.0.0.1", 0, &h).ok());
+    ports_.push_back(h->port());
+    hosts_.push_back(std::move(h));
+    nodes_.push_back(Start(i, "g", &applied[i]));
+  }
+  conf_ = initial;
+  // Keep the leader, replace the other two.
+  braft::ChangePeersRequest change;
+  change.set_group_id("g");
+  change.set_leader_id(Peer(ports_[leader]).to_string());
+  for (int i : {leader, 3, 4}) change.add_new_peers(Peer(ports_[i]).to_string());
+  CliReply r = Cli(ports_[leader], "change_peers", change);
+  ASSERT_EQ(r.code, 0) << r.text;
+  braft::ChangePeersResponse resp;
+  ASSERT_TRUE(resp.ParseFromString(r.payload));
+  EXPECT_EQ(resp.old_peers_size(), 3);
+  EXPECT_EQ(resp.new_peers_size(), 3);
+  ASSERT_TRUE(Propose(*nodes_[leader], "new").ok());
+  for (int i : {3, 4}) {
+    ASSERT_TRUE(WaitApplied(applied[i], 2, 5s));
+    EXPECT_EQ(applied[i].get(), (std::vector<std::string>{"old", "new"}));
+  }
+  // The newcomers end in the new configuration, out of the joint phase.
+  auto conf = nodes_[3]->status().conf;
+  EXPECT_EQ(conf.peers.size(), 3u);
+  EXPECT_TRUE(conf.old_peers.empty());
+}
+
 }  // namespace
 }  // namespace raftstore::runtime
