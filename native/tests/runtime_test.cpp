@@ -34,12 +34,7 @@ class RuntimeTest : public testing::Test {
     char tmpl[] = "/tmp/runtime_test_XXXXXX";
     ASSERT_NE(mkdtemp(tmpl), nullptr);
     root_ = tmpl;
-    for (int i = 0; i < 3; ++i) {
-      std::unique_ptr<NodeHost> h;
-      ASSERT_TRUE(NodeHost::start("127.0.0.1", 0, &h).ok());
-      ports_.push_back(h->port());
-      hosts_.push_back(std::move(h));
-    }
+    for (int i = 0; i < 3; ++i) AddHost();
     for (uint16_t p : ports_) core::insert_sorted(conf_.peers, Peer(p));
   }
   void TearDown() override {
@@ -49,12 +44,30 @@ class RuntimeTest : public testing::Test {
   }
   static PeerId Peer(uint16_t port) { return PeerId{0x7f000001u, port, 0, 0}; }
 
+  // A host on a free port; returns its index.
+  int AddHost() {
+    std::unique_ptr<NodeHost> h;
+    EXPECT_TRUE(NodeHost::start("127.0.0.1", 0, &h).ok());
+    ports_.push_back(h->port());
+    hosts_.push_back(std::move(h));
+    return static_cast<int>(hosts_.size()) - 1;
+  }
+
+  // Node i of `group`, started with the group's initial configuration.
   std::shared_ptr<Node> Start(int i, const std::string& group, Applied* applied) {
+    return Start(i, group, applied, conf_);
+  }
+  // A replica on a new host that starts with no configuration, waiting to be added.
+  std::shared_ptr<Node> StartNewcomer(const std::string& group, Applied* applied) {
+    return Start(AddHost(), group, applied, core::Configuration{});
+  }
+  std::shared_ptr<Node> Start(int i, const std::string& group, Applied* applied,
+                              const core::Configuration& initial) {
     NodeOptions o;
     o.group = group;
     o.self = Peer(ports_[i]);
     o.data_dir = (root_ / group / std::to_string(i)).string();
-    o.initial_conf = conf_;
+    o.initial_conf = initial;
     o.raft.election_timeout_ms = 300;
     o.raft.max_election_delay_ms = 300;
     std::shared_ptr<Node> node;
@@ -249,14 +262,7 @@ TEST_F(RuntimeTest, CliServiceManagesTheGroup) {
   }
 
   // add_peer: a fourth replica, started with no configuration, joins and catches up.
-  std::unique_ptr<NodeHost> h;
-  ASSERT_TRUE(NodeHost::start("127.0.0.1", 0, &h).ok());
-  ports_.push_back(h->port());
-  hosts_.push_back(std::move(h));
-  core::Configuration none = conf_;
-  conf_ = {};
-  nodes_.push_back(Start(3, "g", &applied[3]));
-  conf_ = none;
+  nodes_.push_back(StartNewcomer("g", &applied[3]));
   ASSERT_TRUE(Propose(*nodes_[leader], "before").ok());
   braft::AddPeerRequest add;
   add.set_group_id("g");
@@ -318,16 +324,7 @@ TEST_F(RuntimeTest, ChangePeersReplacesTwoReplicas) {
   int leader = WaitLeader(nodes_, 5s);
   ASSERT_GE(leader, 0);
   ASSERT_TRUE(Propose(*nodes_[leader], "old").ok());
-  core::Configuration initial = conf_;
-  conf_ = {};  // the two newcomers start with no configuration
-  for (int i = 3; i < 5; ++i) {
-    std::unique_ptr<NodeHost> h;
-    ASSERT_TRUE(NodeHost::start("127.0.0.1", 0, &h).ok());
-    ports_.push_back(h->port());
-    hosts_.push_back(std::move(h));
-    nodes_.push_back(Start(i, "g", &applied[i]));
-  }
-  conf_ = initial;
+  for (int i = 3; i < 5; ++i) nodes_.push_back(StartNewcomer("g", &applied[i]));
   // Keep the leader, replace the other two.
   braft::ChangePeersRequest change;
   change.set_group_id("g");
