@@ -1,5 +1,6 @@
-// Three counter-server processes on loopback: the client's output line, and kill -9 of the
-// leader under load with no acknowledged increment lost.
+// Three counter-server processes on loopback, taking a snapshot every second: the client's
+// output line, kill -9 of the leader under load with no acknowledged increment lost, and a
+// follower that was away catching up by snapshot install.
 import assert from 'node:assert/strict';
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -44,11 +45,13 @@ describe('counter server (3 processes)', function () {
 
   const start = (port: number): void => {
     const child = spawn(server, [`-port=${port}`, `-conf=${conf}`, `-data_path=${join(dir, String(port))}`,
-      '-election_timeout_ms=500', '-snapshot_interval=0'], { stdio: 'ignore' });
+      '-election_timeout_ms=500', '-snapshot_interval=1'], { stdio: 'ignore' });
     servers.set(port, child);
   };
   const clientRun = async (args: string[]): Promise<ClientResult> =>
     parse((await run(client, [`-conf=${conf}`, ...args])).stdout);
+  const field = async (port: number, name: string): Promise<number> =>
+    Number(new RegExp(`${name}: (\\d+)`).exec(await stat(port))?.[1] ?? -1);
   const leaderPort = async (): Promise<number> => {
     for (let i = 0; i < 100; i++) {
       for (const p of ports) if ((await stat(p)).includes('state: leader')) return p;
@@ -86,14 +89,34 @@ describe('counter server (3 processes)', function () {
     assert.ok(now.maxValue >= during.maxValue + 1,
       `counter ${now.maxValue} lost increments acknowledged up to ${during.maxValue}`);
     // The restarted replica catches up.
-    const applied = async (p: number): Promise<number> =>
-      Number(/applied_index: (\d+)/.exec(await stat(p))?.[1] ?? -1);
     let caughtUp = false;
     for (let i = 0; i < 100 && !caughtUp; i++) {
-      const other = await applied(ports.find((p) => p !== leader) ?? leader);
-      caughtUp = (await applied(leader)) >= other && other > 0;
+      const other = await field(ports.find((p) => p !== leader) ?? leader, 'applied_index');
+      caughtUp = (await field(leader, 'applied_index')) >= other && other > 0;
       if (!caughtUp) await new Promise((r) => setTimeout(r, 50));
     }
     assert.ok(caughtUp, 'the restarted replica caught up');
+  });
+
+  it('sends a snapshot to a follower that missed compacted entries', async () => {
+    const leader = await leaderPort();
+    const away = ports.find((p) => p !== leader) ?? leader;
+    servers.get(away)?.kill('SIGKILL');
+    await clientRun(['-thread_num=4', '-seconds=2']);
+    // The leader's next snapshot (every second) compacts past what the follower has.
+    const target = await field(leader, 'applied_index');
+    for (let i = 0; i < 100 && (await field(leader, 'snapshot_index')) < target; i++)
+      await new Promise((r) => setTimeout(r, 50));
+    assert.ok((await field(leader, 'snapshot_index')) >= target, 'the leader took a snapshot');
+    start(away);
+    let installed = false;
+    for (let i = 0; i < 200 && !installed; i++) {
+      installed = (await field(away, 'snapshots_installed')) >= 1 &&
+        (await field(away, 'applied_index')) >= target;
+      if (!installed) await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.ok(installed, `no snapshot install:\n${await stat(away)}`);
+    const now = await clientRun(['-thread_num=1', '-seconds=1']);
+    assert.equal(now.errors, 0);
   });
 });

@@ -1,5 +1,7 @@
 #include "node_host.h"
 
+#include <unistd.h>
+
 #include <chrono>
 #include <future>
 #include <random>
@@ -30,6 +32,7 @@ bool is_response(const core::Payload& p) {
 
 constexpr int32_t kEPERM = 1;
 constexpr int32_t kENOENT = 2;
+constexpr int32_t kEIO = 5;
 constexpr int32_t kEAGAIN = 11;
 constexpr int32_t kEBUSY = 16;
 constexpr int32_t kEINVAL = 22;
@@ -56,12 +59,17 @@ int32_t errno_of(core::Code c) {
   return kEINVAL;
 }
 
+uint32_t install_timeout_ms(const core::Options& o) {
+  return static_cast<uint32_t>(o.install_snapshot_timeout_ms ? o.install_snapshot_timeout_ms
+                                                             : 10 * o.election_timeout_ms);
+}
+
 }  // namespace
 
 // --- Node ------------------------------------------------------------------------------
 
-Node::Node(Key, NodeHost& host, NodeOptions opt, ApplyFn apply)
-    : host_(host), opt_(std::move(opt)), apply_(std::move(apply)) {}
+Node::Node(Key, NodeHost& host, NodeOptions opt, StateMachine sm)
+    : host_(host), gate_(host.gate()), opt_(std::move(opt)), sm_(std::move(sm)) {}
 
 Node::~Node() {
   {
@@ -70,6 +78,7 @@ Node::~Node() {
   }
   writes_cv_.notify_one();
   if (writer_.joinable()) writer_.join();
+  if (copier_) copier_->cancel();
 }
 
 void Node::write_loop() {
@@ -85,29 +94,44 @@ void Node::write_loop() {
     }
     storage::Status st;
     bool log_touched = false;
-    for (const auto& w : batch) {
+    for (auto& w : batch) {
       if (w.hard_state && !(st = meta_->save(*w.hard_state)).ok()) break;
       if (w.log.log_reset || w.log.log_write || w.log.compact_before) {
         log_touched = true;
         if (!(st = log_->apply(w.log, false)).ok()) break;
       }
+      if (w.publish) {  // a failed snapshot is reported, not fatal: the log still has it all
+        const storage::SnapshotInfo* info = nullptr;
+        w.publish_status = snapshots_->publish(*w.publish, &info);
+        if (w.publish_status.ok()) w.published = *info;
+      }
     }
     if (st.ok() && log_touched) st = log_->sync();  // one fsync for the whole batch
-    asio::post(host_.io(), [weak = weak_from_this(), st, batch = std::move(batch)] {
-      if (auto self = weak.lock()) self->written(st, batch);
+    asio::post(host_.io(), [weak = weak_from_this(), st, batch = std::move(batch)]() mutable {
+      if (auto self = weak.lock()) self->written(st, std::move(batch));
     });
   }
 }
 
-void Node::written(storage::Status st, const std::vector<Write>& batch) {
+void Node::written(storage::Status st, std::vector<Write> batch) {
   if (failed_) return;
   if (!st.ok()) return fail(st.message);
   for (const auto& w : batch) {
     if (w.hard_state) core_->meta_persisted(w.meta_seq);
     if (w.log.log_write && !w.log.log_write->entries.empty())
       core_->log_persisted(w.log.log_write->seq);
+    if (w.publish) snapshot_published(w);
+    if (failed_) return;
   }
   drain();
+}
+
+void Node::queue_write(Write w) {
+  {
+    std::lock_guard<std::mutex> l(writes_mu_);
+    writes_.push_back(std::move(w));
+  }
+  writes_cv_.notify_one();
 }
 
 storage::Status Node::open() {
@@ -121,6 +145,15 @@ storage::Status Node::open() {
   core::Boot boot;
   if (auto st = storage::make_boot(hs, *snapshots_, *log_, opt_.initial_conf, &boot); !st.ok())
     return st;
+  if (const auto& latest = snapshots_->latest()) {
+    if (!sm_.load)
+      return {storage::Code::InvalidArgument,
+              dir + " holds a snapshot but the state machine cannot load one"};
+    if (auto st = sm_.load(latest->path); !st.ok()) return st;
+    published_ = latest;
+    published_index_ = latest->meta.last_included_index;
+  }
+  next_snapshot_ms_ = now_ms() + opt_.snapshot_interval_s * 1000ull;
   core::Options o = opt_.raft;
   o.group = opt_.group;
   o.self = opt_.self;
@@ -135,8 +168,19 @@ storage::Status Node::open() {
 
 void Node::tick() {
   if (failed_) return;
-  core_->tick(now_ms());
+  uint64_t now = now_ms();
+  core_->tick(now);
   drain();
+  if (snapshot_op_ == SnapshotOp::None && sm_.save) {
+    bool timer = opt_.snapshot_interval_s && now >= next_snapshot_ms_;
+    bool size = opt_.snapshot_log_threshold &&
+                core_->applied_index() >= published_index_ + opt_.snapshot_log_threshold;
+    if (timer || size) {
+      next_snapshot_ms_ = now + opt_.snapshot_interval_s * 1000ull;
+      start_snapshot();
+      drain();
+    }
+  }
   // Requests the core dropped (invalid or stale) are never answered; forget them.
   while (inbound_.size() > 4096) inbound_.erase(inbound_.begin());
   ticker_->expires_after(std::chrono::milliseconds(opt_.tick_ms));
@@ -151,6 +195,29 @@ void Node::fail(const std::string& why) {
   for (auto& [index, p] : proposals_) p.second(core::Status{core::Code::Shutdown, why}, index);
   proposals_.clear();
   if (ticker_) ticker_->cancel();
+  if (copier_) copier_->cancel();
+  for (auto& done : snapshot_waiters_) done({storage::Code::Io, why});
+  snapshot_waiters_.clear();
+  auto changes = std::move(conf_changes_);
+  conf_changes_.clear();
+  for (auto& [id, done] : changes)
+    done(core::ConfChangeResult{id, {core::Code::Shutdown, why}, core_->conf(), core_->conf()});
+}
+
+void Node::stop() {
+  if (!failed_) fail("the node host is shutting down");
+  for (auto& [peer, ch] : channels_) ch->close();
+  channels_.clear();  // their pending calls hold this node
+  inbound_.clear();
+  ticker_.reset();  // io objects must not outlive the host's io_context
+  copier_.reset();
+  {
+    std::lock_guard<std::mutex> l(writes_mu_);
+    stop_writer_ = true;
+  }
+  writes_cv_.notify_one();
+  if (writer_.joinable()) writer_.join();
+  lock_.reset();
 }
 
 void Node::drain() {
@@ -163,15 +230,11 @@ void Node::drain() {
       w.log.log_reset = std::move(rd.log_reset);
       w.log.log_write = std::move(rd.log_write);
       w.log.compact_before = rd.compact_before;
-      {
-        std::lock_guard<std::mutex> l(writes_mu_);
-        writes_.push_back(std::move(w));
-      }
-      writes_cv_.notify_one();
+      queue_write(std::move(w));
     }
     for (auto& m : rd.messages) send(std::move(m));
     if (!rd.committed.empty()) {
-      apply_(rd.committed);
+      sm_.apply(rd.committed);
       for (const auto& e : rd.committed) {
         auto it = proposals_.find(e.index);
         if (it == proposals_.end()) continue;
@@ -182,7 +245,7 @@ void Node::drain() {
         proposals_.erase(it);
       }
     }
-    if (rd.install_snapshot) core_->snapshot_installed(rd.install_snapshot->meta, false);
+    if (rd.install_snapshot) start_install(*rd.install_snapshot);
     for (const auto& cc : rd.conf_changes) {
       auto it = conf_changes_.find(cc.id);
       if (it == conf_changes_.end()) continue;
@@ -196,6 +259,16 @@ void Node::drain() {
 }
 
 void Node::send(Envelope env) {
+  int64_t reader = 0;
+  uint32_t timeout = static_cast<uint32_t>(opt_.raft.election_timeout_ms);
+  if (auto* is = std::get_if<core::InstallSnapshotRequest>(&env.payload)) {
+    // The snapshot the core names must be the one on disk; if not (a newer one is being
+    // published), drop the request: the core sends it again.
+    if (!published_ || published_->meta.last_included_index != is->meta.last_included_index) return;
+    timeout = install_timeout_ms(opt_.raft);
+    reader = host_.open_reader(*published_, timeout + opt_.raft.election_timeout_ms);
+    is->uri = format_snapshot_uri(opt_.self, reader);
+  }
   rpc::WireMessage w = rpc::encode(env);
   if (is_response(env.payload)) {
     auto it = inbound_.find(env.rpc_id);
@@ -209,10 +282,10 @@ void Node::send(Envelope env) {
     asio::ip::tcp::endpoint at(asio::ip::address_v4(env.to.ip), env.to.port);
     ch = rpc::Channel::create(host_.io(), at);
   }
-  uint32_t timeout = static_cast<uint32_t>(opt_.raft.election_timeout_ms);
   ch->call(w.service, w.method, std::move(w.payload), std::move(w.attachment), timeout,
-           [self = shared_from_this(), req = std::move(env)](int32_t code, const std::string&,
-                                                             rpc::Frame f) {
+           [self = shared_from_this(), req = std::move(env), reader](
+               int32_t code, const std::string&, rpc::Frame f) {
+             if (reader) self->host_.close_reader(reader);
              if (code != 0 || self->failed_) return;  // lost: the core resends
              auto resp = rpc::decode_response(req, f.meta.response().error_code(), f.payload);
              if (!resp) return;
@@ -230,14 +303,16 @@ void Node::on_request(Envelope env, rpc::Server::Respond respond) {
 }
 
 void Node::propose(std::string data, ProposeDone done) {
-  asio::post(host_.io(), [self = shared_from_this(), data = std::move(data),
-                          done = std::move(done)]() mutable {
+  auto shared = std::make_shared<ProposeDone>(std::move(done));
+  bool posted = gate_->post([self = shared_from_this(), data = std::move(data), shared]() mutable {
+    ProposeDone& done = *shared;
     if (self->failed_) return done(core::Status{core::Code::Shutdown, "stopped"}, 0);
     auto res = self->core_->propose(std::make_shared<const std::string>(std::move(data)), now_ms());
     if (!res.status.ok()) return done(res.status, 0);
     self->proposals_[res.index] = {res.term, std::move(done)};
     self->drain();
   });
+  if (!posted) (*shared)(core::Status{core::Code::Shutdown, "the node host is gone"}, 0);
 }
 
 void Node::change_conf(const std::string& method, const core::PeerList& peers, CliDone done) {
@@ -253,6 +328,135 @@ void Node::change_conf(const std::string& method, const core::PeerList& peers, C
   if (!st.ok()) return done(core::ConfChangeResult{id, st, core_->conf(), core_->conf()});
   conf_changes_[id] = std::move(done);  // answered when the change commits or fails
   drain();
+}
+
+// --- snapshots (host thread) -------------------------------------------------------------
+
+void Node::snapshot(std::function<void(storage::Status)> done) {
+  auto shared = std::make_shared<std::function<void(storage::Status)>>(std::move(done));
+  bool posted = gate_->post([self = shared_from_this(), shared]() mutable {
+    auto& done = *shared;
+    if (self->failed_) return done({storage::Code::Io, "node is not active"});
+    if (!self->sm_.save)
+      return done({storage::Code::InvalidArgument, "the state machine does not take snapshots"});
+    self->snapshot_waiters_.push_back(std::move(done));
+    if (self->snapshot_op_ == SnapshotOp::None) self->start_snapshot();
+    self->drain();
+  });
+  if (!posted) (*shared)({storage::Code::Io, "the node host is gone"});
+}
+
+uint64_t Node::snapshot_index() { return published_index_; }
+
+void Node::start_snapshot() {
+  uint64_t index = core_->applied_index();
+  auto meta = core_->snapshot_meta_at(index);
+  if (!meta || index <= published_index_) return finish_snapshot({});  // nothing new
+  std::string dir;
+  if (auto st = snapshots_->begin(&dir); !st.ok()) return finish_snapshot(st);
+  snapshot_op_ = SnapshotOp::Saving;
+  sm_.save(dir, [weak = weak_from_this(), gate = gate_, meta = *meta](storage::Status st) {
+    gate->post([weak, st, meta] {
+      if (auto self = weak.lock()) self->snapshot_saved(st, meta);
+    });
+  });
+}
+
+void Node::snapshot_saved(storage::Status st, const core::SnapshotMeta& meta) {
+  if (failed_) return;
+  if (!st.ok()) return finish_snapshot(st);
+  Write w;
+  w.publish = meta;
+  queue_write(std::move(w));
+}
+
+void Node::start_install(const core::SnapshotInstall& install) {
+  if (snapshot_op_ == SnapshotOp::Saving) {
+    pending_install_ = install;  // after the save: they share the temp directory
+    return;
+  }
+  pending_install_.reset();
+  std::string dir;
+  storage::Status st;
+  if (!sm_.load)
+    st = {storage::Code::InvalidArgument, "the state machine does not load snapshots"};
+  else
+    st = snapshots_->begin(&dir);
+  if (!st.ok()) {
+    ++snapshot_failures_;
+    last_snapshot_error_ = st.message;
+    core_->snapshot_installed(install.meta, false);
+    return;
+  }
+  snapshot_op_ = SnapshotOp::Installing;
+  copier_ = SnapshotCopier::start(
+      host_.io(), install.uri, dir, install.meta, install_timeout_ms(opt_.raft),
+      [weak = weak_from_this(), meta = install.meta](storage::Status st) {
+        auto self = weak.lock();
+        if (!self || self->failed_) return;
+        self->copier_.reset();
+        if (!st.ok()) {
+          self->core_->snapshot_installed(meta, false);
+          self->finish_snapshot(st);
+          return self->drain();
+        }
+        Write w;
+        w.publish = meta;
+        w.installed = true;
+        self->queue_write(std::move(w));
+      });
+}
+
+void Node::snapshot_published(const Write& w) {
+  const core::SnapshotMeta& meta = *w.publish;
+  const storage::Status& st = w.publish_status;
+  if (st.ok()) {
+    published_ = w.published;
+    published_index_ = published_->meta.last_included_index;
+  }
+  if (!w.installed) {
+    if (st.ok()) core_->snapshot_taken(meta);  // the log below it may go now
+    return finish_snapshot(st);
+  }
+  if (!st.ok()) {
+    core_->snapshot_installed(meta, false);
+    return finish_snapshot(st);
+  }
+  if (core_->snapshot_installed(meta, true)) {
+    if (auto loaded = sm_.load(published_->path); !loaded.ok())
+      return fail("state machine could not load snapshot " + published_->path + ": " +
+                  loaded.message);
+    // Our proposals the snapshot covers: whether they made it is unknown here.
+    for (auto it = proposals_.begin();
+         it != proposals_.end() && it->first <= meta.last_included_index;) {
+      it->second.second({core::Code::LeaderChanged, "replaced by a snapshot"}, it->first);
+      it = proposals_.erase(it);
+    }
+    ++snapshots_installed_;
+  } else {
+    core_->snapshot_taken(meta);  // committed here already; it serves as our own snapshot
+  }
+  finish_snapshot({});
+}
+
+void Node::finish_snapshot(const storage::Status& st) {
+  bool was_install = snapshot_op_ == SnapshotOp::Installing;
+  snapshot_op_ = SnapshotOp::None;
+  if (!st.ok()) {
+    ++snapshot_failures_;
+    last_snapshot_error_ = st.message;
+  }
+  if (!was_install) {
+    auto waiters = std::move(snapshot_waiters_);
+    snapshot_waiters_.clear();
+    for (auto& done : waiters) done(st);
+  }
+  if (pending_install_) {
+    auto install = std::move(*pending_install_);
+    pending_install_.reset();
+    return start_install(install);
+  }
+  if (was_install && !snapshot_waiters_.empty()) start_snapshot();  // they want our state saved
 }
 
 core::NodeStatus Node::status() {
@@ -283,13 +487,22 @@ storage::Status NodeHost::start(const std::string& ip, uint16_t port,
 }
 
 NodeHost::~NodeHost() {
+  gate_->close();
+  if (thread_.joinable()) {
+    std::promise<void> stopped;
+    asio::post(io_, [&] {
+      for (auto& [key, node] : nodes_) node->stop();
+      stopped.set_value();
+    });
+    stopped.get_future().wait();
+  }
   if (server_) server_->stop();
   work_.reset();
   io_.stop();
   if (thread_.joinable()) thread_.join();
 }
 
-storage::Status NodeHost::add_node(NodeOptions opt, ApplyFn apply, std::shared_ptr<Node>* out) {
+storage::Status NodeHost::add_node(NodeOptions opt, StateMachine sm, std::shared_ptr<Node>* out) {
   std::promise<storage::Status> result;
   asio::post(io_, [&] {
     auto key = std::make_pair(opt.group, opt.self);
@@ -298,7 +511,7 @@ storage::Status NodeHost::add_node(NodeOptions opt, ApplyFn apply, std::shared_p
                         "node " + opt.self.to_string() + " of group " + opt.group + " exists"});
       return;
     }
-    auto node = std::make_shared<Node>(Node::Key{}, *this, std::move(opt), std::move(apply));
+    auto node = std::make_shared<Node>(Node::Key{}, *this, std::move(opt), std::move(sm));
     auto st = node->open();
     if (st.ok()) nodes_[key] = *out = node;
     result.set_value(st);
@@ -321,6 +534,7 @@ void NodeHost::on_request(rpc::Frame frame, rpc::Server::Respond respond) {
   if (service.rfind("braft.", 0) == 0) service = service.substr(6);
   if (service.rfind("raftstore.", 0) == 0) service = service.substr(10);
   if (service == "CliService") return on_cli(frame, respond);
+  if (service == "FileService") return on_get_file(frame, respond);
   if (service != "RaftService" && service != "RaftExtService") {
     auto it = services_.find(req.service_name());
     if (it == services_.end())
@@ -335,6 +549,45 @@ void NodeHost::on_request(rpc::Frame frame, rpc::Server::Respond respond) {
     return respond(kENOENT, "Fail to find node " + env->to.to_string() + " in group " + env->group,
                    "", "");
   it->second->on_request(std::move(*env), std::move(respond));
+}
+
+int64_t NodeHost::open_reader(storage::SnapshotInfo snapshot, uint64_t ttl_ms) {
+  uint64_t now = now_ms();
+  for (auto it = readers_.begin(); it != readers_.end();)  // readers whose answer was lost
+    it = it->second.expires_ms < now ? readers_.erase(it) : std::next(it);
+  if (next_reader_ == 0) {
+    // As braft: distinct across processes and restarts, so a stale follower cannot read
+    // someone else's snapshot by an old id.
+    auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+                  std::chrono::system_clock::now().time_since_epoch())
+                  .count();
+    next_reader_ = (static_cast<int64_t>(::getpid()) << 45) | (us & ((int64_t{1} << 45) - 1));
+  }
+  int64_t id = next_reader_++;
+  readers_[id] = Reader{std::move(snapshot), now + ttl_ms};
+  return id;
+}
+
+void NodeHost::close_reader(int64_t id) { readers_.erase(id); }
+
+// braft's FileService: chunks of a snapshot lent to a follower by InstallSnapshot.
+void NodeHost::on_get_file(const rpc::Frame& frame, const rpc::Server::Respond& respond) {
+  const std::string& method = frame.meta.request().method_name();
+  if (method != "get_file")
+    return respond(rpc::kENOMETHOD, error_text(rpc::kENOMETHOD, "Fail to find method=" + method),
+                   "", "");
+  braft::GetFileRequest req;
+  if (!req.ParseFromString(frame.payload))
+    return respond(rpc::kEREQUEST, error_text(rpc::kEREQUEST, "Fail to parse GetFileRequest"), "",
+                   "");
+  auto it = readers_.find(req.reader_id());
+  if (it == readers_.end())
+    return respond(kENOENT,
+                   error_text(kENOENT, "Fail to find reader=" + std::to_string(req.reader_id())),
+                   "", "");
+  FileReply r = read_snapshot_file(it->second.snapshot, req);
+  if (r.error_code) return respond(r.error_code, error_text(r.error_code, r.error_text), "", "");
+  respond(0, "", r.response.SerializeAsString(), r.attachment);
 }
 
 std::string NodeHost::error_text(int32_t code, const std::string& message) const {
@@ -463,9 +716,12 @@ void NodeHost::on_cli(const rpc::Frame& frame, const rpc::Server::Respond& respo
     if (!req.ParseFromString(frame.payload)) return bad();
     auto node = find(req.group_id(), req.has_peer_id() ? req.peer_id() : "", &code, &text);
     if (!node) return refuse(code, text);
-    // braft's answer when the node has no snapshot storage; state-machine snapshots are
-    // not wired into the runtime yet.
-    return refuse(kEINVAL, "Snapshot is not supported");
+    // Answered once the snapshot is published (braft answers when its save is done).
+    return node->snapshot([this, respond](storage::Status st) {
+      if (st.ok()) return respond(0, "", braft::SnapshotResponse{}.SerializeAsString(), "");
+      int32_t c = st.code == storage::Code::InvalidArgument ? kEINVAL : kEIO;
+      respond(c, error_text(c, st.message), "", "");
+    });
   }
   refuse(rpc::kENOMETHOD, "Fail to find method=CliService/" + method);
 }
@@ -481,7 +737,12 @@ std::string NodeHost::http_status(const std::string& path) {
       << "state: " << core::role_name(s.role) << "\nterm: " << s.term
       << "\nleader: " << s.leader.to_string() << "\nconf: " << s.conf.to_string()
       << "\nfirst_index: " << s.first_index << "\nlast_index: " << s.last_index
-      << "\ncommitted_index: " << s.commit_index << "\napplied_index: " << s.applied_index << "\n";
+      << "\ncommitted_index: " << s.commit_index << "\napplied_index: " << s.applied_index
+      << "\nsnapshot_index: " << node->published_index_
+      << "\nsnapshots_installed: " << node->snapshots_installed_
+      << "\nsnapshot_failures: " << node->snapshot_failures_ << "\n";
+    if (!node->last_snapshot_error_.empty())
+      o << "last_snapshot_error: " << node->last_snapshot_error_ << "\n";
     for (const auto& p : s.peers)
       o << "replicator " << p.id.to_string() << ": match_index=" << p.match_index
         << " next_index=" << p.next_index << " state=" << p.state << "\n";

@@ -6,10 +6,18 @@
 // sends the Ready's messages at once (the core never releases a message that depends on
 // something not yet durable), so a leader replicates while its own fsync is in flight. The
 // writer takes every queued write, applies them in order and fsyncs once (group commit),
-// then reports back to the host thread (meta_persisted, log_persisted). Snapshot install is
-// not wired yet: a follower answers InstallSnapshot with failure.
+// then reports back to the host thread (meta_persisted, log_persisted).
+//
+// Snapshots, one at a time per node: the state machine writes its files into the store's
+// temp directory (capturing its state on the host thread, finishing on any thread); the
+// writer thread publishes them (fsync, rename) in order with the log writes; then the core
+// compacts its log. A follower told to install one copies it from the leader's FileService
+// (file_service.h) into the temp directory, the writer publishes it, and only then does the
+// core adopt it, the state machine load it, and the log reset follow: the InstallSnapshot
+// answer never runs ahead of a durable snapshot.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -19,6 +27,7 @@
 #include <string>
 #include <thread>
 
+#include "file_service.h"
 #include "raft.h"
 #include "storage.h"
 #include "transport.h"
@@ -32,24 +41,63 @@ struct NodeOptions {
   core::Configuration initial_conf;  // used when the data directory holds none
   core::Options raft;                // timeouts, batching; group/self/random are filled in
   uint32_t tick_ms = 10;
+  uint32_t snapshot_interval_s = 0;  // take a snapshot this often (braft's default 3600); 0: never
+  uint64_t snapshot_log_threshold = 0;  // or once this many entries were applied since; 0: never
 };
 
-// Called on the host's thread with committed entries, in order.
-using ApplyFn = std::function<void(const std::vector<core::Entry>&)>;
+// The application's replicated state. Every callback runs on the host's thread.
+struct StateMachine {
+  using SaveDone = std::function<void(storage::Status)>;
+  // Committed entries, in order.
+  std::function<void(const std::vector<core::Entry>&)> apply;
+  // Writes the state as of the last applied entry into `dir`: capture it before returning,
+  // then write (on any thread) and call `done` (from any thread). Unset: no snapshots.
+  std::function<void(const std::string& dir, SaveDone done)> save;
+  // Replaces the state with the snapshot in `dir`; an error stops the replica.
+  std::function<storage::Status(const std::string& dir)> load;
+};
 // The outcome of a proposal on the replica that made it: applied at (index, term), or not.
 using ProposeDone = std::function<void(core::Status, uint64_t index)>;
 
 class NodeHost;
 
+// Posts work to a host's thread from threads the host does not own (a state machine
+// finishing a snapshot), safely even while the host is destroyed: then it is dropped.
+class HostGate {
+ public:
+  explicit HostGate(asio::io_context& io) : io_(&io) {}
+  // False (and `f` not run) once the host is gone.
+  template <typename F>
+  bool post(F&& f) {
+    std::lock_guard<std::mutex> l(mu_);
+    if (io_) asio::post(*io_, std::forward<F>(f));
+    return io_ != nullptr;
+  }
+  void close() {
+    std::lock_guard<std::mutex> l(mu_);
+    io_ = nullptr;
+  }
+
+ private:
+  std::mutex mu_;
+  asio::io_context* io_;
+};
+
 class Node : public std::enable_shared_from_this<Node> {
  public:
-  // Thread-safe; `done` runs on the host's thread once the entry is applied here.
+  // Thread-safe; `done` runs on the host's thread once the entry is applied here (or at
+  // once, on the caller's, if the host is gone).
   void propose(std::string data, ProposeDone done);
   core::NodeStatus status();  // thread-safe snapshot
   const NodeOptions& options() const { return opt_; }
+  // Takes a snapshot now (as CliService snapshot); `done` runs on the host's thread once it
+  // is published, or at once if nothing was applied since the last one. Thread-safe.
+  void snapshot(std::function<void(storage::Status)> done);
+  // The index of the newest published snapshot (0: none). Thread-safe.
+  uint64_t snapshot_index();
 
   struct Key {};
-  Node(Key, NodeHost& host, NodeOptions opt, ApplyFn apply);
+  Node(Key, NodeHost& host, NodeOptions opt, StateMachine sm);
   ~Node();
   storage::Status open();  // on the host's thread
 
@@ -60,20 +108,35 @@ class Node : public std::enable_shared_from_this<Node> {
   void send(core::Envelope env);
   void on_request(core::Envelope env, rpc::Server::Respond respond);
   void fail(const std::string& why);
+  // The host is going away: fail what is pending, drop connections, stop the writer and
+  // release the data directory, even if someone still holds this Node.
+  void stop();
   struct Write {
     std::optional<core::HardState> hard_state;
     uint64_t meta_seq = 0;
     core::Ready log;  // only log_reset, log_write, compact_before
+    // Publish the temp directory as this snapshot; the outcome comes back in the Write.
+    std::optional<core::SnapshotMeta> publish;
+    bool installed = false;  // copied from the leader rather than taken here
+    storage::Status publish_status;
+    std::optional<storage::SnapshotInfo> published;
   };
   void write_loop();
-  void written(storage::Status st, const std::vector<Write>& batch);
+  void written(storage::Status st, std::vector<Write> batch);
+  void queue_write(Write w);
+  void start_snapshot();
+  void snapshot_saved(storage::Status st, const core::SnapshotMeta& meta);
+  void start_install(const core::SnapshotInstall& install);
+  void snapshot_published(const Write& w);
+  void finish_snapshot(const storage::Status& st);
   // CliService on this node (host thread). `done` gets the old and new configuration.
   using CliDone = std::function<void(const core::ConfChangeResult&)>;
   void change_conf(const std::string& method, const core::PeerList& peers, CliDone done);
 
-  NodeHost& host_;
+  NodeHost& host_;  // valid while gate_ is open
+  std::shared_ptr<HostGate> gate_;
   NodeOptions opt_;
-  ApplyFn apply_;
+  StateMachine sm_;
   std::unique_ptr<storage::DirLock> lock_;
   std::unique_ptr<storage::SegmentLog> log_;
   std::unique_ptr<storage::MetaStore> meta_;
@@ -87,6 +150,17 @@ class Node : public std::enable_shared_from_this<Node> {
   std::map<uint64_t, CliDone> conf_changes_;                        // by change id
   uint64_t next_change_ = 1;
   bool failed_ = false;
+  // Snapshots (host thread).
+  enum class SnapshotOp : uint8_t { None, Saving, Installing } snapshot_op_ = SnapshotOp::None;
+  std::vector<std::function<void(storage::Status)>> snapshot_waiters_;
+  std::optional<core::SnapshotInstall> pending_install_;  // arrived while saving
+  std::shared_ptr<SnapshotCopier> copier_;
+  std::optional<storage::SnapshotInfo> published_;  // what FileService serves
+  std::atomic<uint64_t> published_index_{0};
+  uint64_t next_snapshot_ms_ = 0;
+  uint64_t snapshots_installed_ = 0;
+  uint64_t snapshot_failures_ = 0;
+  std::string last_snapshot_error_;
   std::thread writer_;
   std::mutex writes_mu_;
   std::condition_variable writes_cv_;
@@ -104,21 +178,28 @@ class NodeHost {
   ~NodeHost();
   uint16_t port() const { return port_; }
 
-  // Opens the node's data directory and starts it. Thread-safe.
-  storage::Status add_node(NodeOptions opt, ApplyFn apply, std::shared_ptr<Node>* out);
+  // Opens the node's data directory, loads its snapshot into `sm`, and starts it.
+  // Thread-safe.
+  storage::Status add_node(NodeOptions opt, StateMachine sm, std::shared_ptr<Node>* out);
 
   // Serves an application service (e.g. "example.CounterService") on the same port; its
   // handler runs on the host's thread. Thread-safe.
   void add_service(const std::string& full_name, rpc::Server::Handler handler);
 
   asio::io_context& io() { return io_; }
+  const std::shared_ptr<HostGate>& gate() const { return gate_; }
 
   struct Key {};
   explicit NodeHost(Key) {}
 
  private:
+  friend class Node;
   void on_request(rpc::Frame frame, rpc::Server::Respond respond);
   void on_cli(const rpc::Frame& frame, const rpc::Server::Respond& respond);
+  void on_get_file(const rpc::Frame& frame, const rpc::Server::Respond& respond);
+  // FileService readers: a published snapshot lent to one InstallSnapshot (host thread).
+  int64_t open_reader(storage::SnapshotInfo snapshot, uint64_t ttl_ms);
+  void close_reader(int64_t id);
   // braft's CliService node lookup: by peer id, or the only node of the group.
   std::shared_ptr<Node> find(const std::string& group, const std::string& peer, int32_t* code,
                              std::string* text);
@@ -129,9 +210,16 @@ class NodeHost {
   asio::executor_work_guard<asio::io_context::executor_type> work_ = asio::make_work_guard(io_);
   std::shared_ptr<rpc::Server> server_;
   uint16_t port_ = 0;
+  std::shared_ptr<HostGate> gate_ = std::make_shared<HostGate>(io_);
   std::thread thread_;
   std::map<std::pair<std::string, core::PeerId>, std::shared_ptr<Node>> nodes_;  // host thread
   std::map<std::string, rpc::Server::Handler> services_;                         // host thread
+  struct Reader {
+    storage::SnapshotInfo snapshot;
+    uint64_t expires_ms;
+  };
+  std::map<int64_t, Reader> readers_;  // host thread
+  int64_t next_reader_ = 0;
 };
 
 }  // namespace raftstore::runtime

@@ -50,18 +50,17 @@ Fd::~Fd() {
   if (fd_ >= 0) ::close(fd_);
 }
 
+Status os_error(const std::string& what, int e) {
+  Code c = (e == ENOSPC || e == EFBIG || e == EDQUOT) ? Code::DiskFull : Code::Io;
+  return Status{c, what + ": " + std::strerror(e)};
+}
+
 namespace {
 
 constexpr size_t kHeader = 24;
 constexpr uint8_t kCrc32c = 1;  // braft's checksum type for CRC32C ("crc32")
 
 Status err(Code c, std::string msg) { return Status{c, std::move(msg)}; }
-
-// An OS error on `what`; a full disk (or file size limit) is its own code.
-Status os_error(const std::string& what, int e = errno) {
-  Code c = (e == ENOSPC || e == EFBIG || e == EDQUOT) ? Code::DiskFull : Code::Io;
-  return err(c, what + ": " + std::strerror(e));
-}
 
 // --- CRC32C (Castagnoli), table driven ------------------------------------------------
 
@@ -725,8 +724,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr const char* kSnapshotMeta = "__raft_snapshot_meta";
-
 std::string snapshot_name(uint64_t index) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "snapshot_%020" PRIu64, index);
@@ -736,6 +733,25 @@ std::string snapshot_name(uint64_t index) {
 void put_peers(std::string& out, int field, const core::PeerList& peers) {
   for (const auto& p : peers) put_bytes_field(out, field, p.to_string());
 }
+
+Status crc_of_file(const std::string& path, uint32_t* crc, bool sync) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return os_error("open " + path);
+  char buf[1 << 16];
+  uint32_t c = 0;
+  while (true) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return os_error("read " + path);
+    if (n == 0) break;
+    c = crc32c(buf, static_cast<size_t>(n), c);
+  }
+  if (sync && ::fsync(fd.get()) != 0) return os_error("fsync " + path);
+  *crc = c;
+  return Status{};
+}
+
+}  // namespace
 
 std::string encode_snapshot_info(const core::SnapshotMeta& m,
                                  const std::vector<SnapshotFile>& files) {
@@ -789,7 +805,8 @@ bool decode_snapshot_info(std::string_view in, SnapshotInfo* info) {
           });
         return true;
       });
-      if (!ok || !has_crc || file.name.empty() || file.name.find('/') != std::string::npos)
+      if (!ok || !has_crc || file.name.empty() || file.name == "." || file.name == ".." ||
+          file.name == kSnapshotMetaFile || file.name.find('/') != std::string::npos)
         return false;
       info->files.push_back(std::move(file));
     }
@@ -797,32 +814,13 @@ bool decode_snapshot_info(std::string_view in, SnapshotInfo* info) {
   });
 }
 
-Status crc_of_file(const std::string& path, uint32_t* crc, bool sync) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return os_error("open " + path);
-  char buf[1 << 16];
-  uint32_t c = 0;
-  while (true) {
-    ssize_t n = ::read(fd.get(), buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return os_error("read " + path);
-    if (n == 0) break;
-    c = crc32c(buf, static_cast<size_t>(n), c);
-  }
-  if (sync && ::fsync(fd.get()) != 0) return os_error("fsync " + path);
-  *crc = c;
-  return Status{};
-}
-
-}  // namespace
-
 SnapshotStore::SnapshotStore(Key, std::string dir) : dir_(std::move(dir)) {}
 
 Status SnapshotStore::read_info(const std::string& path, SnapshotInfo* out) {
   *out = SnapshotInfo{};
   std::string msg;
   bool found = false;
-  std::string meta_path = path + "/" + kSnapshotMeta;
+  std::string meta_path = path + "/" + kSnapshotMetaFile;
   if (auto st = read_pb_file(meta_path, &msg, &found); !st.ok()) return st;
   if (!found) return err(Code::CorruptLog, meta_path + ": missing");
   if (!decode_snapshot_info(msg, out) || out->meta.last_included_index == 0)
@@ -888,7 +886,7 @@ Status SnapshotStore::publish(const core::SnapshotMeta& meta, const SnapshotInfo
   info.path = target;
   for (const auto& ent : fs::directory_iterator(temp, ec)) {
     std::string name = ent.path().filename();
-    if (name == kSnapshotMeta) continue;
+    if (name == kSnapshotMetaFile) continue;
     if (!ent.is_regular_file())
       return err(Code::InvalidArgument, "snapshot holds a non-file: " + name);
     SnapshotFile f{name, 0};
@@ -898,7 +896,7 @@ Status SnapshotStore::publish(const core::SnapshotMeta& meta, const SnapshotInfo
   if (ec) return err(Code::Io, "list " + temp + ": " + ec.message());
   std::sort(info.files.begin(), info.files.end(),
             [](const auto& a, const auto& b) { return a.name < b.name; });
-  if (auto st = write_pb_file(temp, kSnapshotMeta, encode_snapshot_info(meta, info.files));
+  if (auto st = write_pb_file(temp, kSnapshotMetaFile, encode_snapshot_info(meta, info.files));
       !st.ok())
     return st;
   if (fs::exists(target, ec)) {

@@ -10,10 +10,12 @@
 // are durable after sync() returns. Nothing here is thread-safe: one writer thread owns it.
 #pragma once
 
+#include <cerrno>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "raft.h"
@@ -29,6 +31,9 @@ struct Status {
   std::string message;
   bool ok() const { return code == Code::Ok; }
 };
+
+// An OS error on `what`; a full disk (or file size limit) is DiskFull, anything else Io.
+Status os_error(const std::string& what, int e = errno);
 
 // A file descriptor that closes itself.
 class Fd {
@@ -154,6 +159,14 @@ struct SnapshotInfo {
   std::vector<SnapshotFile> files;
   std::string path;  // the published directory
 };
+
+// The snapshot's own meta file, also what FileService serves first to a copying follower.
+constexpr const char* kSnapshotMetaFile = "__raft_snapshot_meta";
+// braft's LocalSnapshotPbMeta (without the file's length prefix).
+std::string encode_snapshot_info(const core::SnapshotMeta& meta,
+                                 const std::vector<SnapshotFile>& files);
+// False if malformed, or if a file name is not a plain name inside the snapshot directory.
+bool decode_snapshot_info(std::string_view in, SnapshotInfo* info);
 
 class SnapshotStore {
   struct Key {};

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <future>
 #include <mutex>
 #include <thread>
@@ -19,12 +20,47 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using core::PeerId;
 
+// What a test replica applied. The state is shared with the state machine's callbacks, so
+// a replica still running after the test body's locals are gone writes into live memory.
 struct Applied {
-  std::mutex mu;
-  std::vector<std::string> data;  // DATA entries in apply order
-  std::vector<std::string> get() {
-    std::lock_guard<std::mutex> l(mu);
-    return data;
+  struct State {
+    std::mutex mu;
+    std::vector<std::string> data;  // DATA entries in apply order
+  };
+  std::shared_ptr<State> state = std::make_shared<State>();
+
+  std::vector<std::string> get() const { return copy(*state); }
+  static std::vector<std::string> copy(State& s) {
+    std::lock_guard<std::mutex> l(s.mu);
+    return s.data;
+  }
+  // A state machine over `data`; its snapshot is one file with a line per entry.
+  StateMachine machine() const {
+    StateMachine sm;
+    sm.apply = [s = state](const std::vector<core::Entry>& es) {
+      std::lock_guard<std::mutex> l(s->mu);
+      for (const auto& e : es)
+        if (e.type == core::EntryType::Data) s->data.push_back(*e.data);
+    };
+    sm.save = [s = state](const std::string& dir, StateMachine::SaveDone done) {
+      // Captured now, written on another thread (as an application with a large state).
+      std::thread([data = copy(*s), dir, done = std::move(done)] {
+        std::ofstream out(dir + "/entries");
+        for (const auto& d : data) out << d << "\n";
+        out.close();
+        done(out ? storage::Status{} : storage::Status{storage::Code::Io, "write failed"});
+      }).detach();
+    };
+    sm.load = [s = state](const std::string& dir) {
+      std::ifstream in(dir + "/entries");
+      if (!in) return storage::Status{storage::Code::CorruptLog, "no entries file"};
+      std::vector<std::string> loaded;
+      for (std::string line; std::getline(in, line);) loaded.push_back(line);
+      std::lock_guard<std::mutex> l(s->mu);
+      s->data = std::move(loaded);
+      return storage::Status{};
+    };
+    return sm;
   }
 };
 
@@ -71,16 +107,20 @@ class RuntimeTest : public testing::Test {
     o.raft.election_timeout_ms = 300;
     o.raft.max_election_delay_ms = 300;
     std::shared_ptr<Node> node;
-    auto st = hosts_[i]->add_node(
-        o,
-        [applied](const std::vector<core::Entry>& es) {
-          std::lock_guard<std::mutex> l(applied->mu);
-          for (const auto& e : es)
-            if (e.type == core::EntryType::Data) applied->data.push_back(*e.data);
-        },
-        &node);
+    auto st = hosts_[i]->add_node(o, applied->machine(), &node);
     EXPECT_TRUE(st.ok()) << st.message;
     return node;
+  }
+
+  // Host i goes away (sockets closed, nothing more written) and comes back on its port.
+  void StopHost(int i) {
+    nodes_[i].reset();
+    hosts_[i].reset();
+  }
+  void RestartHost(int i) {
+    std::unique_ptr<NodeHost> h;
+    ASSERT_TRUE(NodeHost::start("127.0.0.1", ports_[i], &h).ok());
+    hosts_[i] = std::move(h);
   }
 
   // The node that is leader (and agreed on by itself), waiting up to `within`.
@@ -131,18 +171,14 @@ TEST_F(RuntimeTest, ElectsReplicatesSurvivesLeaderLossAndCatchesUp) {
   EXPECT_EQ(applied[0].get(), applied[1].get());
   EXPECT_EQ(applied[1].get(), applied[2].get());
 
-  // The leader's whole host goes away (sockets closed, nothing more written).
-  nodes_[leader].reset();
-  hosts_[leader].reset();
+  StopHost(leader);
   int next = WaitLeader(nodes_, 5s);
   ASSERT_GE(next, 0);
   ASSERT_NE(next, leader);
   for (int k = 0; k < 20; ++k) ASSERT_TRUE(Propose(*nodes_[next], "b" + std::to_string(k)).ok());
 
   // It restarts from its data directory on the same port and catches up.
-  std::unique_ptr<NodeHost> h;
-  ASSERT_TRUE(NodeHost::start("127.0.0.1", ports_[leader], &h).ok());
-  hosts_[leader] = std::move(h);
+  RestartHost(leader);
   Applied again;
   nodes_[leader] = Start(leader, "g", &again);
   ASSERT_TRUE(WaitApplied(again, 70, 10s));
@@ -178,9 +214,18 @@ TEST_F(RuntimeTest, DataDirectoryIsLocked) {
   o.data_dir = (root_ / "g" / "0").string();  // node 0's directory
   o.initial_conf = conf_;
   std::shared_ptr<Node> node;
-  auto st = hosts_[1]->add_node(
-      o, [](const std::vector<core::Entry>&) {}, &node);
+  auto st = hosts_[1]->add_node(o, b.machine(), &node);
   EXPECT_EQ(st.code, storage::Code::Locked) << st.message;
+
+  // Destroying the host releases the directory, even while the application still holds
+  // the node (its pending calls once kept it, and the lock, alive).
+  std::shared_ptr<Node> held = nodes_[0];
+  StopHost(0);
+  RestartHost(0);
+  o.self = Peer(ports_[0]);
+  st = hosts_[0]->add_node(o, b.machine(), &node);
+  EXPECT_TRUE(st.ok()) << st.message;
+  Propose(*held, "x");  // a stopped node refuses, and does not crash
 }
 
 TEST_F(RuntimeTest, RaftStatAndUnknownGroups) {
@@ -345,6 +390,208 @@ TEST_F(RuntimeTest, ChangePeersReplacesTwoReplicas) {
   auto conf = nodes_[3]->status().conf;
   EXPECT_EQ(conf.peers.size(), 3u);
   EXPECT_TRUE(conf.old_peers.empty());
+}
+
+// --- snapshots --------------------------------------------------------------------------
+
+std::string RaftStat(uint16_t port) {
+  asio::io_context io;
+  asio::ip::tcp::socket s(io);
+  s.connect(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+  asio::write(s, asio::buffer(std::string("GET /raft_stat HTTP/1.1\r\n\r\n")));
+  std::string page;
+  std::error_code ec;
+  char buf[4096];
+  while (!ec) page.append(buf, s.read_some(asio::buffer(buf), ec));
+  return page;
+}
+
+CliReply Snapshot(uint16_t port, const std::string& group, const PeerId& peer) {
+  braft::SnapshotRequest req;
+  req.set_group_id(group);
+  req.set_peer_id(peer.to_string());
+  return Cli(port, "snapshot", req);
+}
+
+// A replica that was away while the others compacted their logs gets a snapshot through
+// InstallSnapshot and FileService, loads it, and continues with the log; a replica added
+// after compaction does the same; and every replica restarts from its own snapshot.
+TEST_F(RuntimeTest, CatchUpBySnapshotAfterCompaction) {
+  Applied applied[4];
+  for (int i = 0; i < 3; ++i) nodes_.push_back(Start(i, "g", &applied[i]));
+  int leader = WaitLeader(nodes_, 5s);
+  ASSERT_GE(leader, 0);
+  for (int k = 0; k < 20; ++k) ASSERT_TRUE(Propose(*nodes_[leader], "a" + std::to_string(k)).ok());
+  int away = (leader + 1) % 3, other = (leader + 2) % 3;
+  ASSERT_TRUE(WaitApplied(applied[away], 20, 5s));
+  StopHost(away);
+  for (int k = 0; k < 300; ++k) ASSERT_TRUE(Propose(*nodes_[leader], "b" + std::to_string(k)).ok());
+  ASSERT_TRUE(WaitApplied(applied[other], 320, 5s));
+  for (int i : {leader, other}) {
+    CliReply r = Snapshot(ports_[i], "g", Peer(ports_[i]));
+    ASSERT_EQ(r.code, 0) << r.text;
+    EXPECT_GE(nodes_[i]->snapshot_index(), 320u);
+    EXPECT_GT(nodes_[i]->status().first_index, 300u);  // the log below it is gone
+  }
+  // A second snapshot with nothing new applied is a no-op that succeeds.
+  EXPECT_EQ(Snapshot(ports_[leader], "g", Peer(ports_[leader])).code, 0);
+  ASSERT_TRUE(Propose(*nodes_[leader], "c").ok());
+
+  RestartHost(away);
+  Applied fresh;  // its state machine starts empty; the snapshot replaces it
+  nodes_[away] = Start(away, "g", &fresh);
+  ASSERT_TRUE(WaitApplied(fresh, 321, 10s));
+  EXPECT_EQ(fresh.get(), applied[leader].get());
+  EXPECT_GE(nodes_[away]->snapshot_index(), 320u);
+  EXPECT_NE(RaftStat(ports_[away]).find("snapshots_installed: 1"), std::string::npos)
+      << RaftStat(ports_[away]);
+
+  // add_peer of a brand-new replica after compaction: it starts from the snapshot too.
+  nodes_.push_back(StartNewcomer("g", &applied[3]));
+  braft::AddPeerRequest add;
+  add.set_group_id("g");
+  add.set_leader_id(Peer(ports_[leader]).to_string());
+  add.set_peer_id(Peer(ports_[3]).to_string());
+  CliReply r = Cli(ports_[leader], "add_peer", add);
+  ASSERT_EQ(r.code, 0) << r.text;
+  ASSERT_TRUE(Propose(*nodes_[leader], "d").ok());
+  ASSERT_TRUE(WaitApplied(applied[3], 322, 10s));
+  EXPECT_EQ(applied[3].get(), applied[leader].get());
+
+  // The leader restarts: its own snapshot is loaded, then the log after it is replayed.
+  auto before = applied[leader].get();
+  StopHost(leader);
+  RestartHost(leader);
+  Applied restarted;
+  nodes_[leader] = Start(leader, "g", &restarted);
+  ASSERT_TRUE(WaitApplied(restarted, before.size(), 10s));
+  EXPECT_EQ(restarted.get(), before);
+}
+
+// snapshot_log_threshold takes snapshots on its own as the log grows.
+TEST_F(RuntimeTest, SnapshotsByLogThreshold) {
+  Applied applied[3];
+  for (int i = 0; i < 3; ++i) nodes_.push_back(Start(i, "g", &applied[i]));
+  int leader = WaitLeader(nodes_, 5s);
+  ASSERT_GE(leader, 0);
+  // Restart the leader with a threshold of 50 entries.
+  StopHost(leader);
+  RestartHost(leader);
+  NodeOptions o;
+  o.group = "g";
+  o.self = Peer(ports_[leader]);
+  o.data_dir = (root_ / "g" / std::to_string(leader)).string();
+  o.initial_conf = conf_;
+  o.raft.election_timeout_ms = 300;
+  o.raft.max_election_delay_ms = 300;
+  o.snapshot_log_threshold = 50;
+  Applied mine;
+  ASSERT_TRUE(hosts_[leader]->add_node(o, mine.machine(), &nodes_[leader]).ok());
+  int now_leader = WaitLeader(nodes_, 5s);
+  ASSERT_GE(now_leader, 0);
+  for (int k = 0; k < 120; ++k) ASSERT_TRUE(Propose(*nodes_[now_leader], std::to_string(k)).ok());
+  ASSERT_TRUE(WaitApplied(mine, 120, 5s));
+  auto end = std::chrono::steady_clock::now() + 5s;
+  while (nodes_[leader]->snapshot_index() < 100 && std::chrono::steady_clock::now() < end)
+    std::this_thread::sleep_for(10ms);
+  EXPECT_GE(nodes_[leader]->snapshot_index(), 100u);
+  EXPECT_EQ(nodes_[now_leader == leader ? (leader + 1) % 3 : now_leader]->snapshot_index(), 0u);
+}
+
+// FileService as braft's: the meta first, then chunks; errors for bad requests.
+TEST(FileService, ServesASnapshotInChunks) {
+  char tmpl[] = "/tmp/file_service_XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  fs::path root = tmpl;
+  std::unique_ptr<storage::SnapshotStore> store;
+  ASSERT_TRUE(storage::SnapshotStore::open((root / "snap").string(), &store).ok());
+  std::string temp;
+  ASSERT_TRUE(store->begin(&temp).ok());
+  std::string big(300 * 1024 + 7, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i * 31 + 7);
+  std::ofstream(temp + "/data", std::ios::binary) << big;
+  core::SnapshotMeta meta{42, 3, {}};
+  meta.conf.peers = {PeerId{0x7f000001u, 8100, 0, 0}};
+  const storage::SnapshotInfo* info = nullptr;
+  ASSERT_TRUE(store->publish(meta, &info).ok());
+
+  braft::GetFileRequest req;
+  req.set_reader_id(1);
+  req.set_filename(storage::kSnapshotMetaFile);
+  req.set_count(0xffffffffLL);
+  req.set_offset(0);
+  FileReply r = read_snapshot_file(*info, req);
+  ASSERT_EQ(r.error_code, 0) << r.error_text;
+  EXPECT_TRUE(r.response.eof());
+  storage::SnapshotInfo decoded;
+  ASSERT_TRUE(storage::decode_snapshot_info(r.attachment.substr(12), &decoded));
+  EXPECT_EQ(decoded.meta.last_included_index, 42u);
+  ASSERT_EQ(decoded.files.size(), 1u);
+  EXPECT_EQ(decoded.files[0].crc32c, storage::crc32c(big.data(), big.size()));
+
+  std::string copy;
+  req.set_filename("data");
+  for (int64_t off = 0;;) {
+    req.set_offset(off);
+    req.set_count(kMaxChunkBytes);
+    r = read_snapshot_file(*info, req);
+    ASSERT_EQ(r.error_code, 0) << r.error_text;
+    ASSERT_LE(r.response.read_size(), kMaxChunkBytes);
+    copy += r.attachment.substr(12);
+    off += r.response.read_size();
+    if (r.response.eof()) break;
+  }
+  EXPECT_EQ(copy, big);
+
+  req.set_count(0);
+  EXPECT_EQ(read_snapshot_file(*info, req).error_code, rpc::kEREQUEST);
+  req.set_count(10);
+  req.set_offset(-1);
+  EXPECT_EQ(read_snapshot_file(*info, req).error_code, rpc::kEREQUEST);
+  req.set_offset(0);
+  req.set_filename("../raft_meta");
+  EXPECT_EQ(read_snapshot_file(*info, req).error_code, 1);  // EPERM: not in the snapshot
+  fs::remove_all(root);
+}
+
+TEST(FileService, SnapshotUris) {
+  auto uri = format_snapshot_uri(PeerId{0x7f000001u, 8100, 0, 0}, -34347888730403);
+  EXPECT_EQ(uri, "remote://127.0.0.1:8100/-34347888730403");
+  auto parsed = parse_snapshot_uri(uri);
+  ASSERT_TRUE(parsed);
+  EXPECT_EQ(parsed->reader_id, -34347888730403);
+  EXPECT_EQ(parsed->at.port(), 8100);
+  for (const char* bad :
+       {"", "remote://127.0.0.1/1", "remote://127.0.0.1:8100/", "local://x:1/2",
+        "remote://127.0.0.1:0/1", "remote://127.0.0.1:8100/1x", "remote://nohost:8100/1"})
+    EXPECT_FALSE(parse_snapshot_uri(bad)) << bad;
+}
+
+// reset_peer: after losing a majority, the survivor is forced into a configuration of
+// itself and serves writes again (braft's unsafe recovery).
+TEST_F(RuntimeTest, ResetPeerRecoversFromQuorumLoss) {
+  Applied applied[3];
+  for (int i = 0; i < 3; ++i) nodes_.push_back(Start(i, "g", &applied[i]));
+  int leader = WaitLeader(nodes_, 5s);
+  ASSERT_GE(leader, 0);
+  ASSERT_TRUE(Propose(*nodes_[leader], "x").ok());
+  int survivor = (leader + 1) % 3;
+  ASSERT_TRUE(WaitApplied(applied[survivor], 1, 5s));
+  StopHost(leader);
+  StopHost((leader + 2) % 3);
+  braft::ResetPeerRequest reset;
+  reset.set_group_id("g");
+  reset.set_peer_id(Peer(ports_[survivor]).to_string());
+  reset.add_new_peers(Peer(ports_[survivor]).to_string());
+  CliReply r = Cli(ports_[survivor], "reset_peer", reset);
+  ASSERT_EQ(r.code, 0) << r.text;
+  ASSERT_EQ(WaitLeader(nodes_, 5s), survivor);
+  ASSERT_TRUE(Propose(*nodes_[survivor], "y").ok());
+  EXPECT_EQ(applied[survivor].get(), (std::vector<std::string>{"x", "y"}));
+  // A malformed peer list is EINVAL and changes nothing.
+  reset.add_new_peers("not-a-peer");
+  EXPECT_EQ(Cli(ports_[survivor], "reset_peer", reset).code, 22);
+  EXPECT_EQ(nodes_[survivor]->status().conf.peers.size(), 1u);
 }
 
 }  // namespace
