@@ -2,8 +2,9 @@
 // Builds the native trees with CMake + Ninja:
 //   build/release  RelWithDebInfo: the simulator and what ships
 //   build/asan     Debug with ASan+UBSan: unit tests and a sanitized simulator run
-//   build/tsan     Debug with ThreadSanitizer: the threaded transport tests
-// Usage: node scripts/build.mjs [--release-only | --asan-only | --tsan-only]
+//   build/tsan     Debug with ThreadSanitizer: the threaded transport and runtime tests
+//   build/fuzz     clang (Debian's clang-14) with libFuzzer+ASan+UBSan: the wire fuzz target
+// Usage: node scripts/build.mjs [--release-only | --asan-only | --tsan-only | --fuzz-only]
 // CMake is run only for a tree without build.ninja; after that Ninja re-runs CMake by
 // itself whenever CMakeLists.txt changes. ccache is picked up by CMakeLists.txt.
 // BUILD_JOBS=N caps Ninja's parallelism (its default is cores + 2).
@@ -19,14 +20,19 @@ const trees = {
   asan: { dir: 'build/asan', flags: ['-DCMAKE_BUILD_TYPE=Debug', '-DRAFTSTORE_SANITIZE=ON'] },
   // ThreadSanitizer only where there are threads: the transport (and, later, the runtime).
   tsan: { dir: 'build/tsan', flags: ['-DCMAKE_BUILD_TYPE=Debug', '-DRAFTSTORE_TSAN=ON'], targets: ['rpc_tests'] },
+  fuzz: {
+    dir: 'build/fuzz',
+    flags: ['-DCMAKE_BUILD_TYPE=Debug', '-DCMAKE_CXX_COMPILER=clang++-14', '-DRAFTSTORE_FUZZ=ON', '-DRAFTSTORE_TESTS=OFF'],
+    targets: ['fuzz_wire'],
+  },
 };
 
 const args = process.argv.slice(2);
-const only = { '--release-only': 'release', '--asan-only': 'asan', '--tsan-only': 'tsan' };
+const only = { '--release-only': 'release', '--asan-only': 'asan', '--tsan-only': 'tsan', '--fuzz-only': 'fuzz' };
 const unknown = args.filter((a) => !(a in only));
 if (unknown.length > 0 || args.length > 1) {
   console.error(`build: unexpected arguments: ${args.join(' ')}`);
-  console.error('usage: node scripts/build.mjs [--release-only | --asan-only | --tsan-only]');
+  console.error('usage: node scripts/build.mjs [--release-only | --asan-only | --tsan-only | --fuzz-only]');
   process.exit(2);
 }
 const names = args[0] ? [only[args[0]]] : Object.keys(trees);

@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-packages=(g++ cmake ninja-build ccache libgtest-dev clang-format libprotobuf-dev protobuf-compiler libasio-dev)
+packages=(g++ cmake ninja-build ccache libgtest-dev clang-format libprotobuf-dev protobuf-compiler libasio-dev
+  clang-14 libclang-rt-14-dev)  # clang only for the libFuzzer target
 
 missing=()
 for pkg in "${packages[@]}"; do

@@ -4,9 +4,10 @@
 // line CI reads) and exits non-zero if anything failed or any step crashed.
 //
 // Env: SIM_SEEDS (release simulator schedules, default 5000), ASAN_SIM_SEEDS (sanitized
-// simulator schedules, default 1000), MUTANT_BUDGET (schedules per mutant, default 5000).
+// simulator schedules, default 1000), MUTANT_BUDGET (schedules per mutant, default 5000),
+// FUZZ_SECONDS (libFuzzer run on the wire decoders, default 60).
 import { spawn } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -23,6 +24,7 @@ function countFromEnv(name, fallback) {
 const simSeeds = countFromEnv('SIM_SEEDS', 5000);
 const asanSeeds = countFromEnv('ASAN_SIM_SEEDS', 1000);
 const mutantBudget = countFromEnv('MUTANT_BUDGET', 5000);
+const fuzzSeconds = countFromEnv('FUZZ_SECONDS', 60);
 
 let passed = 0;
 let failed = 0;
@@ -124,6 +126,14 @@ function judgeMocha(r, text) {
   return { passed: p, failed: f, note };
 }
 
+// libFuzzer exits 0 after -max_total_time with a `Done N runs` line; a crash is a failure
+// (it leaves crash-* with the input, and prints how to reproduce).
+function judgeFuzz(r, text) {
+  const done = /^Done (\d+) runs in (\d+) second/m.exec(text);
+  if (r.code === 0 && done) return { passed: 1, failed: 0, note: `${done[1]} inputs in ${done[2]} s` };
+  return { passed: 0, failed: 1, note: exitNote(r) };
+}
+
 // clang-format must have nothing to change (`npm run format` fixes it).
 const judgeFormat = (r) =>
   r.code === 0 ? { passed: 1, failed: 0 } : { passed: 0, failed: 1, note: `npm run format fixes it; ${exitNote(r)}` };
@@ -154,6 +164,21 @@ async function main() {
     await step('transport and runtime (TSan)', 'build/tsan/rpc_tests', ['--gtest_brief=1'], judgeGtest);
   } else {
     skip('transport and runtime (TSan)', 'tsan build failed');
+  }
+
+  const fuzzOk = await step('build fuzz', ...build('--fuzz-only'), judgeBuild);
+  if (fuzzOk) {
+    // A fresh corpus from the seeds each run, and a fixed seed: the same inputs every time.
+    const corpus = `${root}/build/fuzz/corpus`;
+    rmSync(corpus, { recursive: true, force: true });
+    mkdirSync(corpus, { recursive: true });
+    process.env.FUZZ_SEED_DIR = corpus;
+    await step('fuzz wire decoders (libFuzzer)', 'build/fuzz/fuzz_wire',
+      [`-max_total_time=${fuzzSeconds}`, '-seed=1', '-rss_limit_mb=2048', `-artifact_prefix=${root}/build/fuzz/`, corpus],
+      judgeFuzz);
+    delete process.env.FUZZ_SEED_DIR;
+  } else {
+    skip('fuzz wire decoders (libFuzzer)', 'fuzz build failed');
   }
 
   if (releaseOk) {

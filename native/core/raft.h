@@ -382,7 +382,6 @@ class Raft {
   uint64_t last_leader_contact_ = 0;
   uint64_t next_heartbeat_ = 0;
   uint64_t next_quorum_check_ = 0;
-  uint64_t vote_deadline_ = 0;
 
   // elections
   bool pre_voting_ = false;

@@ -121,8 +121,7 @@ FileReply read_snapshot_file(const storage::SnapshotInfo& snapshot,
 
 SnapshotCopier::SnapshotCopier(Key, asio::io_context& io, std::string dir,
                                core::SnapshotMeta expect, uint32_t call_timeout_ms, Done done)
-    : io_(io),
-      dir_(std::move(dir)),
+    : dir_(std::move(dir)),
       expect_(std::move(expect)),
       call_timeout_ms_(call_timeout_ms),
       done_(std::move(done)),

@@ -60,7 +60,6 @@ class SnapshotCopier : public std::enable_shared_from_this<SnapshotCopier> {
   void next_file();
   void finish(storage::Status st);
 
-  asio::io_context& io_;
   std::string dir_;
   core::SnapshotMeta expect_;
   uint32_t call_timeout_ms_;
