@@ -1028,16 +1028,38 @@ void Raft::handle(const Envelope& /*m*/, const TimeoutNowResponse& r, uint64_t n
 // proposals and reads
 
 ProposeResult Raft::propose(std::shared_ptr<const std::string> data, uint64_t now) {
+  std::vector<std::shared_ptr<const std::string>> one{std::move(data)};
+  return propose_batch(std::move(one), now).front();
+}
+
+std::vector<ProposeResult> Raft::propose_batch(std::vector<std::shared_ptr<const std::string>> data,
+                                               uint64_t now) {
   now_ = now;
-  if (role_ != Role::Leader)
-    return {error(Code::NotLeader, leader_.empty() ? "no leader" : leader_.to_string()), 0, 0};
-  if (!transfer_target_.empty()) return {error(Code::Busy, "Is transferring leadership"), 0, 0};
-  if (opt_.max_uncommitted_entries && last_index() - commit_ >= opt_.max_uncommitted_entries)
-    return {error(Code::Busy, "too many uncommitted entries"), 0, 0};
-  Entry e{last_index() + 1, hs_.term, EntryType::Data, std::move(data), nullptr};
-  append_local({e});
-  replicate_all(now);
-  return {Status{}, e.index, e.term};
+  std::vector<ProposeResult> out;
+  out.reserve(data.size());
+  std::vector<Entry> entries;
+  for (auto& d : data) {
+    Status refused;
+    uint64_t uncommitted = last_index() + entries.size() - commit_;
+    if (role_ != Role::Leader)
+      refused = error(Code::NotLeader, leader_.empty() ? "no leader" : leader_.to_string());
+    else if (!transfer_target_.empty())
+      refused = error(Code::Busy, "Is transferring leadership");
+    else if (opt_.max_uncommitted_entries && uncommitted >= opt_.max_uncommitted_entries)
+      refused = error(Code::Busy, "too many uncommitted entries");
+    if (!refused.ok()) {
+      out.push_back({std::move(refused), 0, 0});
+      continue;
+    }
+    entries.push_back(
+        Entry{last_index() + 1 + entries.size(), hs_.term, EntryType::Data, std::move(d), nullptr});
+    out.push_back({Status{}, entries.back().index, entries.back().term});
+  }
+  if (!entries.empty()) {
+    append_local(std::move(entries));
+    replicate_all(now);  // one round of AppendEntries for the whole batch
+  }
+  return out;
 }
 
 void Raft::read_index(uint64_t ctx, uint64_t now) {

@@ -179,6 +179,11 @@ class Raft {
   void step(const Envelope& message, uint64_t now_ms);
 
   ProposeResult propose(std::shared_ptr<const std::string> data, uint64_t now_ms);
+  // Several proposals, appended together and replicated in one round of AppendEntries
+  // (what a runtime does with proposals that queued up while it was busy). One result
+  // each, in order; refusals as propose().
+  std::vector<ProposeResult> propose_batch(std::vector<std::shared_ptr<const std::string>> data,
+                                           uint64_t now_ms);
   // Answered later in Ready::reads with the same ctx.
   void read_index(uint64_t ctx, uint64_t now_ms);
   // Membership (braft CliService semantics). Answered later in Ready::conf_changes with `id`.

@@ -303,16 +303,47 @@ void Node::on_request(Envelope env, rpc::Server::Respond respond) {
 }
 
 void Node::propose(std::string data, ProposeDone done) {
-  auto shared = std::make_shared<ProposeDone>(std::move(done));
-  bool posted = gate_->post([self = shared_from_this(), data = std::move(data), shared]() mutable {
-    ProposeDone& done = *shared;
-    if (self->failed_) return done(core::Status{core::Code::Shutdown, "stopped"}, 0);
-    auto res = self->core_->propose(std::make_shared<const std::string>(std::move(data)), now_ms());
-    if (!res.status.ok()) return done(res.status, 0);
-    self->proposals_[res.index] = {res.term, std::move(done)};
-    self->drain();
-  });
-  if (!posted) (*shared)(core::Status{core::Code::Shutdown, "the node host is gone"}, 0);
+  bool schedule = false;
+  {
+    std::lock_guard<std::mutex> l(proposals_mu_);
+    queued_.emplace_back(std::make_shared<const std::string>(std::move(data)), std::move(done));
+    schedule = !flush_scheduled_;
+    flush_scheduled_ = true;
+  }
+  // One handler takes everything queued by then: one append, one AppendEntries round
+  // and one log write for the lot (braft batches its apply queue the same way).
+  if (schedule && !gate_->post([self = shared_from_this()] { self->flush_proposals(); })) {
+    std::vector<std::pair<std::shared_ptr<const std::string>, ProposeDone>> queued;
+    {
+      std::lock_guard<std::mutex> l(proposals_mu_);
+      queued.swap(queued_);
+    }
+    for (auto& [d, cb] : queued) cb(core::Status{core::Code::Shutdown, "the node host is gone"}, 0);
+  }
+}
+
+void Node::flush_proposals() {
+  std::vector<std::pair<std::shared_ptr<const std::string>, ProposeDone>> queued;
+  {
+    std::lock_guard<std::mutex> l(proposals_mu_);
+    queued.swap(queued_);
+    flush_scheduled_ = false;
+  }
+  if (failed_) {
+    for (auto& [d, done] : queued) done(core::Status{core::Code::Shutdown, "stopped"}, 0);
+    return;
+  }
+  std::vector<std::shared_ptr<const std::string>> data;
+  data.reserve(queued.size());
+  for (auto& q : queued) data.push_back(std::move(q.first));
+  auto results = core_->propose_batch(std::move(data), now_ms());
+  for (size_t i = 0; i < results.size(); ++i) {
+    if (!results[i].status.ok())
+      queued[i].second(results[i].status, 0);
+    else
+      proposals_[results[i].index] = {results[i].term, std::move(queued[i].second)};
+  }
+  drain();
 }
 
 void Node::change_conf(const std::string& method, const core::PeerList& peers, CliDone done) {

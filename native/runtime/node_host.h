@@ -107,6 +107,7 @@ class Node : public std::enable_shared_from_this<Node> {
   void drain();
   void send(core::Envelope env);
   void on_request(core::Envelope env, rpc::Server::Respond respond);
+  void flush_proposals();
   void fail(const std::string& why);
   // The host is going away: fail what is pending, drop connections, stop the writer and
   // release the data directory, even if someone still holds this Node.
@@ -147,7 +148,10 @@ class Node : public std::enable_shared_from_this<Node> {
   std::map<uint64_t, rpc::Server::Respond> inbound_;  // local id -> where the answer goes
   uint64_t next_inbound_ = 1;
   std::map<uint64_t, std::pair<uint64_t, ProposeDone>> proposals_;  // index -> (term, done)
-  std::map<uint64_t, CliDone> conf_changes_;                        // by change id
+  std::mutex proposals_mu_;  // guards the queue of proposals not yet given to the core
+  std::vector<std::pair<std::shared_ptr<const std::string>, ProposeDone>> queued_;
+  bool flush_scheduled_ = false;
+  std::map<uint64_t, CliDone> conf_changes_;  // by change id
   uint64_t next_change_ = 1;
   bool failed_ = false;
   // Snapshots (host thread).

@@ -2107,6 +2107,44 @@ TEST(RaftBackpressure, TooManyUncommittedEntriesMakeProposeBusy) {
   EXPECT_TRUE(c.propose(0, "p").status.ok());
 }
 
+TEST(RaftBackpressure, ABatchStopsAtTheCapAndRefusesTheRest) {
+  Cluster c(3, [](Options& o) { o.max_uncommitted_entries = 3; });
+  ASSERT_TRUE(c.elect(0));
+  c.heartbeat(0);
+  auto res = c.raft(0).propose_batch({Bytes("a"), Bytes("b"), Bytes("c"), Bytes("d")}, c.now);
+  ASSERT_EQ(res.size(), 4u);
+  for (int k = 0; k < 3; ++k) EXPECT_TRUE(res[k].status.ok()) << k;
+  EXPECT_EQ(res[3].status.code, Code::Busy);
+  EXPECT_EQ(c.raft(0).last_index(), 4u);
+}
+
+// A batch of proposals is one append and one AppendEntries per follower, committed whole.
+TEST(RaftReplication, ProposeBatchReplicatesInOneRound) {
+  Cluster c(3);
+  ASSERT_TRUE(c.elect(0));
+  c.heartbeat(0);
+  c.deliver();
+  uint64_t before = c.raft(0).last_index();
+  auto res = c.raft(0).propose_batch({Bytes("a"), Bytes("b"), Bytes("c")}, c.now);
+  c.pump(0);
+  ASSERT_EQ(res.size(), 3u);
+  for (uint64_t k = 0; k < 3; ++k) {
+    EXPECT_TRUE(res[k].status.ok());
+    EXPECT_EQ(res[k].index, before + 1 + k);
+  }
+  for (int f : {1, 2}) {
+    auto sent = c.in_net(And(To(f), IsAppendWithEntries));
+    ASSERT_EQ(sent.size(), 1u);
+    EXPECT_EQ(Get<AppendEntriesRequest>(sent[0])->entries.size(), 3u);
+  }
+  c.deliver();
+  EXPECT_EQ(c.raft(0).commit_index(), before + 3);
+  // At a follower every entry is refused with the leader's id.
+  auto refused = c.raft(1).propose_batch({Bytes("x"), Bytes("y")}, c.now);
+  ASSERT_EQ(refused.size(), 2u);
+  for (const auto& r : refused) EXPECT_EQ(r.status.code, Code::NotLeader);
+}
+
 // ---------------------------------------------------------------------------------------
 // Regressions: each of these failed before its fix (found in review of the core).
 
