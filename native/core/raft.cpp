@@ -226,7 +226,25 @@ bool Raft::can_campaign() const {
 }
 
 bool Raft::heard_from_leader_within(uint64_t ms, uint64_t now) const {
-  return now < last_leader_contact_ + ms;
+  return !leader_unreachable_ && now < last_leader_contact_ + ms;
+}
+
+void Raft::peer_unreachable(const PeerId& peer, uint64_t now) {
+  now_ = now;
+  if (opt_.leader_lease || role_ == Role::Leader || leader_.empty() || !(peer == leader_)) return;
+  leader_unreachable_ = true;
+  // Everyone who heard it would campaign at once and split the vote, so take turns: the
+  // voters (less the leader) in id order, half a heartbeat apart. The first whose pre-vote
+  // succeeds asks for real votes well before the next one's turn, and a vote granted
+  // resets the granter's timer.
+  uint64_t rank = 0;
+  for (const auto& p : conf_.peers) {
+    if (p == opt_.self) break;
+    if (!(p == peer)) ++rank;
+  }
+  uint64_t turn = std::max<uint64_t>(2, opt_.heartbeat_ms() / 2);
+  uint64_t at = now + rank * turn + opt_.random() % (turn / 2);
+  election_deadline_ = std::min(election_deadline_, at);
 }
 
 void Raft::send(const PeerId& to, Payload p, uint64_t rpc_id) {
@@ -868,6 +886,7 @@ void Raft::handle(const Envelope& m, const AppendEntriesRequest& r, uint64_t now
   if (role_ == Role::Candidate || pre_voting_) become_follower(m.from, now);
   set_leader(m.from);
   last_leader_contact_ = now;
+  leader_unreachable_ = false;
   lease_leader_ = m.from;
   lease_term_ = hs_.term;
   reset_election_timer(now);
@@ -967,6 +986,7 @@ void Raft::handle(const Envelope& m, const InstallSnapshotRequest& r, uint64_t n
   if (role_ == Role::Candidate || pre_voting_) become_follower(m.from, now);
   set_leader(m.from);
   last_leader_contact_ = now;
+  leader_unreachable_ = false;
   lease_leader_ = m.from;
   lease_term_ = hs_.term;
   reset_election_timer(now);

@@ -196,6 +196,13 @@ class Raft {
   Status reset_peers(const PeerList& new_peers, uint64_t now_ms);
   Status transfer_leader(const PeerId& target, uint64_t now_ms);
 
+  // The runtime saw `peer`'s host go away (its connection refused, or closed by the other
+  // end). If `peer` is our leader we stop vouching for it (pre-votes from others are no
+  // longer refused on its behalf) and campaign after a short random delay, with a pre-vote,
+  // instead of waiting out the election timeout. A wrong hint costs one refused pre-vote.
+  // Ignored with leader leases: a lease must run out whatever the network says.
+  void peer_unreachable(const PeerId& peer, uint64_t now_ms);
+
   void meta_persisted(uint64_t seq);
   void log_persisted(uint64_t write_seq);
   // A Boot that no correct storage can produce (gaps, a log not starting at 1 or right
@@ -385,6 +392,7 @@ class Raft {
   // timers
   uint64_t election_deadline_ = 0;
   uint64_t last_leader_contact_ = 0;
+  bool leader_unreachable_ = false;  // the runtime said so; cleared by the next contact
   uint64_t next_heartbeat_ = 0;
   uint64_t next_quorum_check_ = 0;
 

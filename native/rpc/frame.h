@@ -17,8 +17,9 @@ constexpr uint32_t kDefaultMaxBody = 64u << 20;  // brpc's max_body_size
 
 struct Frame {
   brpc::policy::RpcMeta meta;
-  std::string payload;     // the request or response message (never compressed by braft)
-  std::string attachment;  // raw bytes: entry data, file chunks
+  std::string payload;      // the request or response message (never compressed by braft)
+  std::string attachment;   // raw bytes: entry data, file chunks
+  uint64_t connection = 0;  // server side: the connection it arrived on (see Server)
   bool is_request() const { return meta.has_request(); }
 };
 

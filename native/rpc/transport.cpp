@@ -12,7 +12,10 @@ using asio::ip::tcp;
 class Server::Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(std::shared_ptr<Server> server, tcp::socket socket)
-      : server_(std::move(server)), socket_(std::move(socket)), parser_(server_->max_body_) {}
+      : server_(std::move(server)),
+        id_(++server_->next_connection_),
+        socket_(std::move(socket)),
+        parser_(server_->max_body_) {}
 
   void start() { read(); }
   void close() {
@@ -58,6 +61,7 @@ class Server::Connection : public std::enable_shared_from_this<Connection> {
   }
 
   void dispatch(Frame f) {
+    f.connection = id_;
     int64_t cid = f.meta.correlation_id();
     std::weak_ptr<Connection> weak = shared_from_this();
     asio::io_context& io = server_->io_;
@@ -119,9 +123,13 @@ class Server::Connection : public std::enable_shared_from_this<Connection> {
   void finish() {
     close();
     server_->connections_.erase(this);
+    if (!finished_ && server_->on_close_) server_->on_close_(id_);
+    finished_ = true;
   }
 
   std::shared_ptr<Server> server_;  // outlives its connections
+  uint64_t id_;
+  bool finished_ = false;
   tcp::socket socket_;
   FrameParser parser_;
   std::array<char, 64 * 1024> buf_;

@@ -44,6 +44,9 @@ class Server : public std::enable_shared_from_this<Server> {
                                      const std::string& payload, const std::string& attachment)>;
   using Handler = std::function<void(Frame request, Respond respond)>;
   using HttpHandler = std::function<std::string(const std::string& path)>;  // the body
+  // A connection closed (by the peer, or for an error); requests from it carried its id in
+  // Frame::connection.
+  using CloseHandler = std::function<void(uint64_t connection)>;
 
   static std::shared_ptr<Server> start(asio::io_context& io, const asio::ip::tcp::endpoint& at,
                                        Handler handler, HttpHandler http,
@@ -51,6 +54,7 @@ class Server : public std::enable_shared_from_this<Server> {
   Server(asio::io_context& io, Handler handler, HttpHandler http, uint32_t max_body);
   uint16_t port() const;
   void stop();  // stops accepting and closes every connection
+  void on_close(CloseHandler h) { on_close_ = std::move(h); }  // before the io_context runs
   const ServerStats& stats() const { return stats_; }
 
  private:
@@ -61,6 +65,8 @@ class Server : public std::enable_shared_from_this<Server> {
   asio::ip::tcp::acceptor acceptor_;
   Handler handler_;
   HttpHandler http_;
+  CloseHandler on_close_;
+  uint64_t next_connection_ = 0;
   uint32_t max_body_;
   ServerStats stats_;
   std::map<Connection*, std::weak_ptr<Connection>> connections_;

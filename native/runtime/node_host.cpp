@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <future>
 #include <random>
@@ -322,6 +323,12 @@ void Node::propose(std::string data, ProposeDone done) {
   }
 }
 
+void Node::peer_unreachable(const core::PeerId& peer) {
+  if (failed_) return;
+  core_->peer_unreachable(peer, now_ms());
+  drain();
+}
+
 void Node::flush_proposals() {
   std::vector<std::pair<std::shared_ptr<const std::string>, ProposeDone>> queued;
   {
@@ -511,6 +518,14 @@ storage::Status NodeHost::start(const std::string& ip, uint16_t port,
     return storage::Status{storage::Code::Io,
                            "listen on " + ip + ":" + std::to_string(port) + ": " + e.what()};
   }
+  host->server_->on_close([h](uint64_t connection) {
+    auto it = h->connection_routes_.find(connection);
+    if (it == h->connection_routes_.end()) return;
+    for (const auto& [group, to, from] : it->second)
+      if (auto node = h->nodes_.find({group, to}); node != h->nodes_.end())
+        node->second->peer_unreachable(from);
+    h->connection_routes_.erase(it);
+  });
   host->port_ = host->server_->port();
   host->thread_ = std::thread([h] { h->io_.run(); });
   *out = std::move(host);
@@ -579,6 +594,12 @@ void NodeHost::on_request(rpc::Frame frame, rpc::Server::Respond respond) {
   if (it == nodes_.end())
     return respond(kENOENT, "Fail to find node " + env->to.to_string() + " in group " + env->group,
                    "", "");
+  auto& routes = connection_routes_[frame.connection];
+  if (routes.size() < 64 && std::none_of(routes.begin(), routes.end(), [&](const Route& r) {
+        return std::get<2>(r) == env->from && std::get<1>(r) == env->to &&
+               std::get<0>(r) == env->group;
+      }))
+    routes.emplace_back(env->group, env->to, env->from);
   it->second->on_request(std::move(*env), std::move(respond));
 }
 

@@ -108,6 +108,7 @@ class Node : public std::enable_shared_from_this<Node> {
   void send(core::Envelope env);
   void on_request(core::Envelope env, rpc::Server::Respond respond);
   void flush_proposals();
+  void peer_unreachable(const core::PeerId& peer);
   void fail(const std::string& why);
   // The host is going away: fail what is pending, drop connections, stop the writer and
   // release the data directory, even if someone still holds this Node.
@@ -223,6 +224,10 @@ class NodeHost {
     uint64_t expires_ms;
   };
   std::map<int64_t, Reader> readers_;  // host thread
+  // Which (group, to, from) sent Raft requests on each inbound connection: when one closes,
+  // its nodes learn that the sender's host may be gone (Raft::peer_unreachable).
+  using Route = std::tuple<std::string, core::PeerId, core::PeerId>;
+  std::map<uint64_t, std::vector<Route>> connection_routes_;  // host thread
   int64_t next_reader_ = 0;
 };
 

@@ -169,6 +169,12 @@ Scenario Scenario::from_seed(uint64_t seed) {
     s.p_read = 0.3;
     s.p_membership = 0.0;
   }
+  // Drawn from a stream of their own, so that seeds without hints keep their schedules.
+  Rng h(seed ^ 0x41b7d0e5ULL);
+  if (h.chance(0.5)) {
+    s.p_down_hint = h.chance(0.3) ? 1.0 : 0.5 + 0.5 * static_cast<double>(h.below(100)) / 100;
+    s.p_false_hint = h.chance(0.5) ? 0.002 * static_cast<double>(h.range(1, 10)) : 0.0;
+  }
   return s;
 }
 
@@ -187,7 +193,8 @@ std::string Scenario::describe() const {
     << " isolate_after_commit=" << p_isolate_after_commit
     << " replay_on_election=" << p_replay_on_election << " split_leaders=" << p_split_leaders
     << " snapshot=" << p_snapshot << " membership=" << p_membership << " transfer=" << p_transfer
-    << " chaos_ms=" << chaos_ms << " mutant=" << mutant_name(mutant);
+    << " down_hint=" << p_down_hint << " false_hint=" << p_false_hint << " chaos_ms=" << chaos_ms
+    << " mutant=" << mutant_name(mutant);
   return o.str();
 }
 
@@ -257,7 +264,12 @@ struct InstallEvent {
 struct CrashEvent {
   int node;
 };
-using Event = std::variant<MsgEvent, TickEvent, DiskEvent, InstallEvent, CrashEvent>;
+struct HintEvent {  // the runtime tells `node` that `peer` is unreachable
+  int node;
+  uint64_t epoch;
+  PeerId peer;
+};
+using Event = std::variant<MsgEvent, TickEvent, DiskEvent, InstallEvent, CrashEvent, HintEvent>;
 
 struct Queued {
   uint64_t at;
@@ -278,7 +290,8 @@ struct ReadCheck {
 
 class World {
  public:
-  World(const Scenario& s, const TraceSink& trace) : s_(s), rng_(s.seed), trace_(trace) {
+  World(const Scenario& s, const TraceSink& trace)
+      : s_(s), rng_(s.seed), hint_rng_(s.seed ^ 0x7a11ed0fULL), trace_(trace) {
     core::g_active_mutant = s.mutant;
     Configuration conf;
     for (int i = 0; i < s.nodes; ++i) {
@@ -358,6 +371,7 @@ class World {
   // --- state ------------------------------------------------------------------------
   Scenario s_;
   Rng rng_;
+  Rng hint_rng_;  // its own stream: scenarios without hints replay as before they existed
   TraceSink trace_;
   std::vector<std::unique_ptr<Node>> nodes_;
   std::vector<std::vector<bool>> links_;  // links_[from][to]
@@ -415,6 +429,11 @@ void World::crash(Node& n) {
   n.writes[1].clear();
   n.core.reset();
   n.pending.clear();
+  // Its connections close: the other replicas may hear of it at once (peer_unreachable).
+  if (s_.p_down_hint > 0)
+    for (auto& m : nodes_)
+      if (m->alive && hint_rng_.chance(s_.p_down_hint))
+        schedule(now_ + hint_rng_.range(0, 3), HintEvent{m->id, m->epoch, n.peer});
 }
 
 void World::persist(Node& n, decltype(Write::op) op, uint64_t latency) {
@@ -732,6 +751,11 @@ void World::inject_faults() {
   if (rng_.chance(s_.p_crash)) {
     schedule(now_, CrashEvent{pick()});
   }
+  if (s_.p_false_hint > 0 && hint_rng_.chance(s_.p_false_hint)) {  // a connection merely reset
+    auto hint_pick = [&] { return static_cast<int>(hint_rng_.below(static_cast<uint64_t>(N))); };
+    int a = hint_pick(), b = hint_pick();
+    schedule(now_, HintEvent{a, nodes_[a]->epoch, nodes_[b]->peer});
+  }
   if (Node* l = find_leader(); l && rng_.chance(s_.p_kill_leader)) {
     schedule(now_ + rng_.range(0, 5), CrashEvent{l->id});
   }
@@ -923,6 +947,12 @@ Result World::run() {
             if (n.alive && n.epoch == ev.epoch) on_install(n, ev.install);
           } else if constexpr (std::is_same_v<T, CrashEvent>) {
             if (!healed_) crash(*nodes_[ev.node]);
+          } else if constexpr (std::is_same_v<T, HintEvent>) {
+            Node& n = *nodes_[ev.node];
+            if (!n.alive || n.epoch != ev.epoch) return;
+            trace("node " + std::to_string(n.id) + " told " + ev.peer.to_string() + " is down");
+            n.core->peer_unreachable(ev.peer, now_);
+            drain(n);
           }
         },
         q.ev);

@@ -51,6 +51,9 @@ struct Scenario {
   double p_split_leaders = 0.0;         // a new leader and a stale one cannot reach each other
   double p_snapshot = 0.0, p_membership = 0.0, p_transfer = 0.0;
   double p_install_fail = 0.0;  // fetching a snapshot from the leader fails
+  // The runtime's peer_unreachable hints: each live replica is told of a crash with this
+  // probability, and wrong hints (about live peers) arrive at this rate.
+  double p_down_hint = 0.0, p_false_hint = 0.0;
   double p_propose = 0.3, p_read = 0.2;
   uint64_t chaos_ms = 4000;        // faults happen in [0, chaos_ms)
   uint64_t liveness_bound_ms = 0;  // after healing; 0: derived from timeouts and latencies

@@ -670,6 +670,58 @@ INSTANTIATE_TEST_SUITE_P(
         VoteCase{"VotedInAnOlderTerm", 2, 0, 4, 2, 3, true, 4}),
     NameOf<VoteCase>);
 
+bool IsPreVoteReq(const Envelope& e) {
+  auto* r = Get<RequestVoteRequest>(e);
+  return r && r->pre_vote;
+}
+bool IsPreVoteResp(const Envelope& e) {
+  auto* r = Get<RequestVoteResponse>(e);
+  return r && r->pre_vote;
+}
+
+// --- peer_unreachable: the runtime saw the leader's host go away ------------------------
+
+TEST(RaftLeaderLoss, FollowersToldTheLeaderIsGoneElectWithinAHeartbeat) {
+  Cluster c(3);
+  ASSERT_TRUE(c.elect(0));
+  c.heartbeat(0);
+  uint64_t term = c.raft(1).term();
+  c.cut = From(0);  // node 0's host is gone
+  c.raft(1).peer_unreachable(P(0), c.now);
+  c.raft(2).peer_unreachable(P(0), c.now);
+  c.run_for(2 * kHeartbeat, {1, 2});  // far less than the election timeout
+  bool elected = c.raft(1).role() == Role::Leader || c.raft(2).role() == Role::Leader;
+  EXPECT_TRUE(elected);
+  EXPECT_EQ(std::max(c.raft(1).term(), c.raft(2).term()), term + 1);
+}
+
+TEST(RaftLeaderLoss, AWrongHintCostsOnlyARefusedPreVote) {
+  Cluster c(3);
+  ASSERT_TRUE(c.elect(0));
+  c.heartbeat(0);
+  uint64_t term = c.raft(0).term();
+  c.raft(1).peer_unreachable(P(0), c.now);  // only node 1 thinks so; the leader is fine
+  c.run_for(kHeartbeat / 2 + kTick, {1, 2});
+  EXPECT_GE(c.count_sent(And(From(1), IsPreVoteReq)), 1u) << "node 1 tried";
+  EXPECT_EQ(c.raft(0).role(), Role::Leader);
+  c.run_for(2 * kT);  // with the leader ticking again: nothing changes
+  EXPECT_EQ(c.raft(0).role(), Role::Leader);
+  EXPECT_EQ(c.raft(1).term(), term);
+  EXPECT_EQ(c.raft(1).leader(), P(0));
+}
+
+TEST(RaftLeaderLoss, HintsAboutOthersOrUnderLeasesAreIgnored) {
+  Cluster c(3, [](Options& o) { o.leader_lease = true; });
+  ASSERT_TRUE(c.elect(0));
+  c.heartbeat(0);
+  c.cut = From(0);
+  size_t before = c.count_sent(IsPreVoteReq);
+  c.raft(1).peer_unreachable(P(0), c.now);  // a lease must run out
+  c.raft(2).peer_unreachable(P(1), c.now);  // not its leader
+  c.run_for(kHeartbeat, {1, 2});
+  EXPECT_EQ(c.count_sent(IsPreVoteReq), before);
+}
+
 TEST(RaftVoting, OneVotePerTerm) {
   Cluster c(3);
   c.step(1, Msg(0, 1, RequestVoteRequest{false, 2, 0, 0, std::nullopt}, 1));
@@ -2147,15 +2199,6 @@ TEST(RaftReplication, ProposeBatchReplicatesInOneRound) {
 
 // ---------------------------------------------------------------------------------------
 // Regressions: each of these failed before its fix (found in review of the core).
-
-bool IsPreVoteReq(const Envelope& e) {
-  auto* r = Get<RequestVoteRequest>(e);
-  return r && r->pre_vote;
-}
-bool IsPreVoteResp(const Envelope& e) {
-  auto* r = Get<RequestVoteResponse>(e);
-  return r && r->pre_vote;
-}
 
 // A follower's term can rise outside the vote path (a late pre-vote answer); the lease must
 // still refuse the candidate's vote of that term while the old leader's lease may hold.
