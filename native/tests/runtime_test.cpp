@@ -7,6 +7,7 @@
 #include <fstream>
 #include <future>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "cli.pb.h"
@@ -183,6 +184,62 @@ TEST_F(RuntimeTest, ElectsReplicatesSurvivesLeaderLossAndCatchesUp) {
   nodes_[leader] = Start(leader, "g", &again);
   ASSERT_TRUE(WaitApplied(again, 70, 10s));
   EXPECT_EQ(again.get(), applied[next].get());
+}
+
+// Four writers keep proposing while the leader's host is torn down mid-stream: every write
+// the old or the new leader acknowledged is applied, exactly once, on both survivors.
+TEST_F(RuntimeTest, LeaderLossUnderLoadLosesNoAcknowledgedWrite) {
+  Applied applied[3];
+  for (int i = 0; i < 3; ++i) nodes_.push_back(Start(i, "g", &applied[i]));
+  int leader = WaitLeader(nodes_, 5s);
+  ASSERT_GE(leader, 0);
+  std::mutex mu;
+  std::vector<std::string> acked;
+  std::atomic<bool> stop{false};
+  std::shared_ptr<Node> target = nodes_[leader];  // under mu
+  std::vector<std::thread> writers;
+  for (int w = 0; w < 4; ++w)
+    writers.emplace_back([&, w] {
+      for (int k = 0; !stop; ++k) {
+        std::string data = "w" + std::to_string(w) + "-" + std::to_string(k);
+        std::shared_ptr<Node> n;
+        {
+          std::lock_guard<std::mutex> l(mu);
+          n = target;
+        }
+        if (!n || !Propose(*n, data).ok()) {
+          std::this_thread::sleep_for(5ms);
+          continue;
+        }
+        std::lock_guard<std::mutex> l(mu);
+        acked.push_back(data);
+      }
+    });
+  std::this_thread::sleep_for(300ms);
+  {
+    std::lock_guard<std::mutex> l(mu);
+    target.reset();
+  }
+  StopHost(leader);
+  int next = WaitLeader(nodes_, 5s);
+  ASSERT_GE(next, 0);
+  {
+    std::lock_guard<std::mutex> l(mu);
+    target = nodes_[next];
+  }
+  std::this_thread::sleep_for(300ms);
+  stop = true;
+  for (auto& t : writers) t.join();
+  ASSERT_FALSE(acked.empty());
+  auto committed = applied[next].get();
+  for (int i = 0; i < 3; ++i) {
+    if (i == leader) continue;
+    ASSERT_TRUE(WaitApplied(applied[i], committed.size(), 5s));
+    auto got = applied[i].get();
+    std::set<std::string> seen(got.begin(), got.end());
+    EXPECT_EQ(seen.size(), got.size()) << "an entry was applied twice";
+    for (const auto& a : acked) EXPECT_TRUE(seen.count(a)) << "acknowledged " << a << " is lost";
+  }
 }
 
 TEST_F(RuntimeTest, TwoGroupsShareEachPort) {
