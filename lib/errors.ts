@@ -9,7 +9,21 @@ export type RaftErrorCode =
   | 'ERR_RAFT_CORRUPT_LOG'
   | 'ERR_RAFT_LOCKED'
   | 'ERR_RAFT_BUSY'
-  | 'ERR_RAFT_STATE_MACHINE';
+  | 'ERR_RAFT_STATE_MACHINE'
+  | 'ERR_RAFT_LEADER_CHANGED'
+  | 'ERR_RAFT_CATCHUP_FAILED'
+  | 'ERR_RAFT_BAD_ARGUMENT'
+  | 'ERR_RAFT_LISTEN'
+  | 'ERR_RAFT_IO'
+  | 'ERR_RAFT_DISK_FULL'
+  | 'ERR_RAFT_INTERNAL';
+
+const CODES: ReadonlySet<string> = new Set<RaftErrorCode>([
+  'ERR_RAFT_NOT_LEADER', 'ERR_RAFT_TIMEOUT', 'ERR_RAFT_BAD_CONFIG', 'ERR_RAFT_SHUTDOWN',
+  'ERR_RAFT_CORRUPT_LOG', 'ERR_RAFT_LOCKED', 'ERR_RAFT_BUSY', 'ERR_RAFT_STATE_MACHINE',
+  'ERR_RAFT_LEADER_CHANGED', 'ERR_RAFT_CATCHUP_FAILED', 'ERR_RAFT_BAD_ARGUMENT',
+  'ERR_RAFT_LISTEN', 'ERR_RAFT_IO', 'ERR_RAFT_DISK_FULL', 'ERR_RAFT_INTERNAL',
+]);
 
 export interface RaftErrorOptions {
   /** With ERR_RAFT_NOT_LEADER: the leader this node knows of, as `ip:port:idx:role`. */
@@ -27,4 +41,15 @@ export class RaftError extends Error {
     this.code = code;
     if (options.leaderId !== undefined) this.leaderId = options.leaderId;
   }
+}
+
+/** An error from the addon (an Error with `code` and maybe `leader`) as a RaftError. */
+export function fromNative(err: unknown): RaftError {
+  if (err instanceof RaftError) return err;
+  const e = err as { code?: unknown; message?: unknown; leader?: unknown };
+  const code = typeof e?.code === 'string' && CODES.has(e.code) ? (e.code as RaftErrorCode) : 'ERR_RAFT_INTERNAL';
+  const message = typeof e?.message === 'string' ? e.message : String(err);
+  const options: RaftErrorOptions = { cause: err };
+  if (typeof e?.leader === 'string' && e.leader !== '') options.leaderId = e.leader;
+  return new RaftError(code, message, options);
 }

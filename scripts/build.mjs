@@ -4,7 +4,10 @@
 //   build/asan     Debug with ASan+UBSan: unit tests and a sanitized simulator run
 //   build/tsan     Debug with ThreadSanitizer: the threaded transport and runtime tests
 //   build/fuzz     clang (Debian's clang-14) with libFuzzer+ASan+UBSan: the wire fuzz target
-// Usage: node scripts/build.mjs [--release-only | --asan-only | --tsan-only | --fuzz-only]
+//   build/addon    the Node addon through cmake-js (-> build/Release/raftstore.node, where
+//                  node-gyp-build finds it); `npm install` runs this one alone
+// Usage: node scripts/build.mjs [--release-only | --asan-only | --tsan-only | --fuzz-only |
+//                               --addon-only]
 // CMake is run only for a tree without build.ninja; after that Ninja re-runs CMake by
 // itself whenever CMakeLists.txt changes. ccache is picked up by CMakeLists.txt.
 // BUILD_JOBS=N caps Ninja's parallelism (its default is cores + 2).
@@ -25,14 +28,17 @@ const trees = {
     flags: ['-DCMAKE_BUILD_TYPE=Debug', '-DCMAKE_CXX_COMPILER=clang++-14', '-DRAFTSTORE_FUZZ=ON', '-DRAFTSTORE_TESTS=OFF'],
     targets: ['fuzz_wire'],
   },
+  addon: {},
 };
 
 const args = process.argv.slice(2);
-const only = { '--release-only': 'release', '--asan-only': 'asan', '--tsan-only': 'tsan', '--fuzz-only': 'fuzz' };
+const only = {
+  '--release-only': 'release', '--asan-only': 'asan', '--tsan-only': 'tsan', '--fuzz-only': 'fuzz', '--addon-only': 'addon',
+};
 const unknown = args.filter((a) => !(a in only));
 if (unknown.length > 0 || args.length > 1) {
   console.error(`build: unexpected arguments: ${args.join(' ')}`);
-  console.error('usage: node scripts/build.mjs [--release-only | --asan-only | --tsan-only | --fuzz-only]');
+  console.error('usage: node scripts/build.mjs [--release-only | --asan-only | --tsan-only | --fuzz-only | --addon-only]');
   process.exit(2);
 }
 const names = args[0] ? [only[args[0]]] : Object.keys(trees);
@@ -46,7 +52,19 @@ function run(cmd, cmdArgs) {
   }
 }
 
+function buildAddon() {
+  // cmake-js finds Node's headers in node-api-headers (package.json "binary"), offline.
+  const cmakeJs = `${root}/node_modules/cmake-js/bin/cmake-js`;
+  console.log('build: building build/addon (cmake-js)');
+  run(process.execPath, [cmakeJs, 'compile', '--out', 'build/addon', '--generator', 'Ninja',
+    '--target', 'raftstore_addon', '--CDRAFTSTORE_TESTS=OFF', '--CDCMAKE_BUILD_TYPE=RelWithDebInfo']);
+}
+
 for (const name of names) {
+  if (name === 'addon') {
+    buildAddon();
+    continue;
+  }
   const { dir, flags, targets = [] } = trees[name];
   if (!existsSync(`${root}/${dir}/build.ninja`)) {
     console.log(`build: configuring ${dir}`);

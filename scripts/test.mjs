@@ -191,6 +191,9 @@ async function main() {
     skip('mutants', 'release build failed');
   }
 
+  // The Node addon (cmake-js); mocha's RaftNode suites load it.
+  await step('build addon', ...build('--addon-only'), judgeBuild);
+
   await step('typecheck', 'npx', ['--no', '--', 'tsc', '--noEmit'], (r) =>
     r.code === 0 ? { passed: 1, failed: 0 } : { passed: 0, failed: 1, note: exitNote(r) });
   // --no: never try to download mocha; it comes from devDependencies.

@@ -247,6 +247,8 @@ void Node::drain() {
       }
     }
     if (rd.install_snapshot) start_install(*rd.install_snapshot);
+    if ((rd.role_changed || rd.leader_changed) && sm_.on_role)
+      sm_.on_role(core_->role(), core_->term(), core_->leader());
     for (const auto& cc : rd.conf_changes) {
       auto it = conf_changes_.find(cc.id);
       if (it == conf_changes_.end()) continue;
@@ -563,6 +565,18 @@ storage::Status NodeHost::add_node(NodeOptions opt, StateMachine sm, std::shared
     result.set_value(st);
   });
   return result.get_future().get();
+}
+
+bool NodeHost::remove_node(const std::string& group, const core::PeerId& self) {
+  std::promise<bool> removed;
+  asio::post(io_, [&] {
+    auto it = nodes_.find({group, self});
+    if (it == nodes_.end()) return removed.set_value(false);
+    it->second->stop();
+    nodes_.erase(it);
+    removed.set_value(true);
+  });
+  return removed.get_future().get();
 }
 
 void NodeHost::add_service(const std::string& full_name, rpc::Server::Handler handler) {

@@ -55,6 +55,8 @@ struct StateMachine {
   std::function<void(const std::string& dir, SaveDone done)> save;
   // Replaces the state with the snapshot in `dir`; an error stops the replica.
   std::function<storage::Status(const std::string& dir)> load;
+  // Role, term or leader changed (optional).
+  std::function<void(core::Role role, uint64_t term, const core::PeerId& leader)> on_role;
 };
 // The outcome of a proposal on the replica that made it: applied at (index, term), or not.
 using ProposeDone = std::function<void(core::Status, uint64_t index)>;
@@ -186,6 +188,10 @@ class NodeHost {
   // Opens the node's data directory, loads its snapshot into `sm`, and starts it.
   // Thread-safe.
   storage::Status add_node(NodeOptions opt, StateMachine sm, std::shared_ptr<Node>* out);
+
+  // Stops the node (pending proposals fail with Shutdown), releases its data directory and
+  // forgets it. Thread-safe; returns once done. False if there is no such node.
+  bool remove_node(const std::string& group, const core::PeerId& self);
 
   // Serves an application service (e.g. "example.CounterService") on the same port; its
   // handler runs on the host's thread. Thread-safe.

@@ -1,0 +1,347 @@
+// RaftNode: one replica of a Raft group, embedded in this process. Elections, heartbeats,
+// replication and disk I/O run in the native engine on its own threads; this class hands
+// proposals to it and feeds committed entries, in batches, to the application's state
+// machine on the event loop. A blocked event loop delays applying, never consensus.
+import { EventEmitter } from 'node:events';
+import { randomBytes } from 'node:crypto';
+import { RaftError, fromNative } from './errors.js';
+import { parseConfiguration, parsePeerId } from './peer.js';
+import { binding, type NativeHost, type NativeNode, type NativeStatus } from './native.js';
+
+/** A committed entry as the state machine sees it. */
+export interface Entry {
+  readonly index: number;
+  readonly term: number;
+  readonly data: Buffer;
+}
+
+/** The application's replicated state. Every method runs on the event loop. */
+export interface StateMachine<R = unknown> {
+  /** Committed entries, in log order; synchronous; one result per entry. */
+  apply(entries: readonly Entry[]): R[];
+  onLeaderStart?(term: number): void;
+  onLeaderStop?(): void;
+  /** The replica stopped because of `err` (e.g. apply threw: ERR_RAFT_STATE_MACHINE). */
+  onError?(err: RaftError): void;
+}
+
+export interface RaftNodeOptions<R = unknown> {
+  /** The Raft group's name (braft's group id). */
+  group: string;
+  /** The initial configuration, braft's text form: `ip:port:idx,ip:port:idx,...`. */
+  config: string;
+  /** This replica's port; it must be in `config` with `ip`. */
+  port: number;
+  ip?: string;
+  /** Index of this replica on ip:port (braft's idx), default 0. */
+  idx?: number;
+  /** The data directory (log, term/vote, snapshots); locked while the node runs. */
+  dir: string;
+  stateMachine: StateMachine<R>;
+  electionTimeoutMs?: number;
+  maxElectionDelayMs?: number;
+  leaderLease?: boolean;
+  /** Proposals refused with ERR_RAFT_BUSY while this many entries are uncommitted. */
+  maxUncommittedEntries?: number;
+  snapshotIntervalS?: number;
+  snapshotLogThreshold?: number;
+}
+
+export interface ProposeOptions {
+  signal?: AbortSignal;
+  /** Reject with ERR_RAFT_TIMEOUT after this long (the entry may still be applied later). */
+  timeoutMs?: number;
+}
+
+export type Role = NativeStatus['role'];
+export type RaftStatus = NativeStatus;
+
+export interface RaftNodeEvents {
+  role: [role: Role, term: number];
+  leader: [leaderId: string | null, term: number];
+  error: [err: RaftError];
+}
+
+// Every proposal carries a small header so that the replica that proposed it recognises
+// it when it is applied (on whatever replica the leader was): version, origin, sequence.
+const HEADER = 17;
+const VERSION = 1;
+
+interface Pending<R> {
+  resolve(result: R): void;
+  reject(err: unknown): void;
+}
+
+// One native host per ip:port in this process, shared by the groups on that port.
+const hosts = new Map<string, { host: NativeHost; users: number }>();
+
+function acquireHost(ip: string, port: number): NativeHost {
+  const key = `${ip}:${port}`;
+  let entry = hosts.get(key);
+  if (!entry) {
+    try {
+      entry = { host: new binding.Host(ip, port), users: 0 };
+    } catch (err) {
+      throw fromNative(err);
+    }
+    hosts.set(key, entry);
+  }
+  entry.users += 1;
+  return entry.host;
+}
+
+function releaseHost(ip: string, port: number): void {
+  const key = `${ip}:${port}`;
+  const entry = hosts.get(key);
+  if (!entry) return;
+  entry.users -= 1;
+  if (entry.users === 0) {
+    hosts.delete(key);
+    entry.host.close();
+  }
+}
+
+function bad(what: string): never {
+  throw new RaftError('ERR_RAFT_BAD_CONFIG', what);
+}
+
+function integer(name: string, value: unknown, min: number, max: number, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max)
+    bad(`${name} must be an integer from ${min} to ${max}, got ${String(value)}`);
+  return value;
+}
+
+interface Validated {
+  ip: string;
+  self: string;
+  native: ConstructorParameters<typeof binding.Node>[1];
+}
+
+function validate<R>(o: RaftNodeOptions<R>): Validated {
+  if (typeof o !== 'object' || o === null) bad('options must be an object');
+  if (typeof o.group !== 'string' || !/^[A-Za-z0-9_.-]{1,128}$/.test(o.group))
+    bad(`group must be 1-128 characters of A-Z a-z 0-9 _ . -, got ${JSON.stringify(o.group)}`);
+  if (typeof o.config !== 'string') bad('config must be a string such as "127.0.0.1:8100:0,127.0.0.1:8101:0"');
+  const peers = parseConfiguration(o.config);
+  const ip = o.ip ?? '127.0.0.1';
+  const port = integer('port', o.port, 1, 65535, NaN);
+  const idx = integer('idx', o.idx, 0, 2147483647, 0);
+  const self = parsePeerId(`${ip}:${port}:${idx}`);
+  if (!peers.some((p) => p.equals(self)))
+    bad(`this replica (${self.toString()}) is not in config "${o.config}"; list it, or start it empty and add it with addPeer`);
+  if (typeof o.dir !== 'string' || o.dir === '') bad('dir must be a non-empty path');
+  const sm = o.stateMachine as Partial<StateMachine<R>> | undefined;
+  if (typeof sm !== 'object' || sm === null || typeof sm.apply !== 'function')
+    bad('stateMachine must be an object with an apply(entries) method');
+  const electionTimeoutMs = integer('electionTimeoutMs', o.electionTimeoutMs, 10, 600_000, 1000);
+  const maxElectionDelayMs = integer('maxElectionDelayMs', o.maxElectionDelayMs, 0, 600_000,
+    Math.min(electionTimeoutMs, 1000));
+  if (o.leaderLease !== undefined && typeof o.leaderLease !== 'boolean')
+    bad(`leaderLease must be a boolean, got ${String(o.leaderLease)}`);
+  return {
+    ip,
+    self: self.toString(),
+    native: {
+      group: o.group,
+      self: self.toString(),
+      config: o.config,
+      dir: o.dir,
+      electionTimeoutMs,
+      maxElectionDelayMs,
+      leaderLease: o.leaderLease ?? false,
+      maxUncommittedEntries: integer('maxUncommittedEntries', o.maxUncommittedEntries, 0, 1e9, 100_000),
+      snapshotIntervalS: integer('snapshotIntervalS', o.snapshotIntervalS, 0, 1e7, 0),
+      snapshotLogThreshold: integer('snapshotLogThreshold', o.snapshotLogThreshold, 0, 1e12, 0),
+    },
+  };
+}
+
+export class RaftNode<R = unknown> extends EventEmitter<RaftNodeEvents> {
+  readonly group: string;
+  /** This replica's peer id, `ip:port:idx:role`. */
+  readonly id: string;
+  readonly #options: Validated;
+  readonly #port: number;
+  readonly #sm: StateMachine<R>;
+  readonly #origin = randomBytes(8);
+  #seq = 0n;
+  readonly #pending = new Map<bigint, Pending<R>>();
+  #node: NativeNode | undefined;
+  #state: 'new' | 'running' | 'closed' = 'new';
+  #role: Role = 'follower';
+  #term = 0;
+  #leaderId: string | null = null;
+  #applied = 0;
+
+  constructor(options: RaftNodeOptions<R>) {
+    super();
+    this.#options = validate(options);
+    this.group = options.group;
+    this.id = this.#options.self;
+    this.#port = options.port;
+    this.#sm = options.stateMachine;
+  }
+
+  /** Opens the data directory, replays it, and joins the group. */
+  async start(): Promise<void> {
+    if (this.#state !== 'new') throw new RaftError('ERR_RAFT_SHUTDOWN', `node ${this.id} was already started`);
+    const host = acquireHost(this.#options.ip, this.#port);
+    try {
+      this.#node = new binding.Node(host, this.#options.native, (kind, a, b, c) => this.#onNative(kind, a, b, c));
+    } catch (err) {
+      releaseHost(this.#options.ip, this.#port);
+      this.#state = 'closed';
+      throw fromNative(err);
+    }
+    this.#state = 'running';
+  }
+
+  get role(): Role {
+    return this.#role;
+  }
+  get term(): number {
+    return this.#term;
+  }
+  get leaderId(): string | null {
+    return this.#leaderId;
+  }
+  get isLeader(): boolean {
+    return this.#role === 'leader';
+  }
+  /** The last index applied to the state machine here. */
+  get appliedIndex(): number {
+    return this.#applied;
+  }
+
+  /**
+   * Replicates `data` and resolves with the state machine's result for it, computed on this
+   * replica once it applied the entry. Rejects with ERR_RAFT_NOT_LEADER (with `leaderId`)
+   * on a follower, ERR_RAFT_BUSY under backpressure, ERR_RAFT_TIMEOUT, ERR_RAFT_SHUTDOWN.
+   */
+  propose(data: Uint8Array, options: ProposeOptions = {}): Promise<R> {
+    const node = this.#node;
+    if (this.#state !== 'running' || !node)
+      return Promise.reject(new RaftError('ERR_RAFT_SHUTDOWN', `node ${this.id} is not running`));
+    const { signal, timeoutMs } = options;
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    if (timeoutMs !== undefined && (!Number.isFinite(timeoutMs) || timeoutMs <= 0))
+      return Promise.reject(new RaftError('ERR_RAFT_BAD_ARGUMENT', `timeoutMs must be a positive number, got ${timeoutMs}`));
+    const seq = ++this.#seq;
+    const entry = Buffer.allocUnsafe(HEADER + data.byteLength);
+    entry.writeUInt8(VERSION, 0);
+    this.#origin.copy(entry, 1);
+    entry.writeBigUInt64LE(seq, 9);
+    entry.set(data, HEADER);
+    return new Promise<R>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const onAbort = (): void => finish(() => reject(signal?.reason));
+      const finish = (settle: () => void): void => {
+        if (!this.#pending.delete(seq)) return;
+        if (timer) clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        settle();
+      };
+      this.#pending.set(seq, {
+        resolve: (r) => finish(() => resolve(r)),
+        reject: (e) => finish(() => reject(e)),
+      });
+      if (timeoutMs !== undefined)
+        timer = setTimeout(() => finish(() => reject(new RaftError('ERR_RAFT_TIMEOUT',
+          `proposal not applied within ${timeoutMs} ms (it may still be)`))), timeoutMs);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      // Success is reported by apply (with the result); the engine reports only refusals.
+      node.propose(entry).catch((err: unknown) => this.#pending.get(seq)?.reject(fromNative(err)));
+    });
+  }
+
+  status(): RaftStatus {
+    const s = this.#node?.status();
+    if (!s) throw new RaftError('ERR_RAFT_SHUTDOWN', `node ${this.id} is not running`);
+    return { ...s, appliedIndex: this.#applied };
+  }
+
+  /** Leaves the group: pending proposals reject with ERR_RAFT_SHUTDOWN, the directory is released. */
+  async close(): Promise<void> {
+    if (this.#state === 'closed') return;
+    const wasRunning = this.#state === 'running';
+    this.#state = 'closed';
+    this.#node?.close();
+    this.#node = undefined;
+    if (wasRunning) releaseHost(this.#options.ip, this.#port);
+    this.#rejectAll(new RaftError('ERR_RAFT_SHUTDOWN', `node ${this.id} closed`));
+    if (this.#role === 'leader') this.#sm.onLeaderStop?.();
+    this.#role = 'follower';
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  #rejectAll(err: RaftError): void {
+    for (const p of [...this.#pending.values()]) p.reject(err);
+  }
+
+  #onNative(kind: string, a: unknown, b: unknown, c: unknown): void {
+    if (this.#state !== 'running') return;
+    if (kind === 'apply') this.#apply(a as Buffer, b as number, c as number);
+    else if (kind === 'role') this.#onRole(a as Role, b as number, c as string);
+  }
+
+  #apply(packed: Buffer, count: number, lastIndex: number): void {
+    const entries: Entry[] = [];
+    const origins: (bigint | undefined)[] = [];
+    let at = 0;
+    for (let i = 0; i < count; i++) {
+      const index = Number(packed.readBigUInt64LE(at));
+      const term = Number(packed.readBigUInt64LE(at + 8));
+      const type = packed.readUInt8(at + 16);
+      const length = packed.readUInt32LE(at + 17);
+      const data = packed.subarray(at + 21, at + 21 + length);
+      at += 21 + length;
+      if (type !== 2) continue; // configuration and no-op entries are the engine's own
+      const mine = data.length >= HEADER && data.readUInt8(0) === VERSION && data.subarray(1, 9).equals(this.#origin);
+      origins.push(mine ? data.readBigUInt64LE(9) : undefined);
+      entries.push({ index, term, data: data.length >= HEADER ? data.subarray(HEADER) : data });
+    }
+    if (entries.length > 0) {
+      let results: R[];
+      try {
+        results = this.#sm.apply(entries);
+        if (!Array.isArray(results) || results.length !== entries.length)
+          throw new TypeError(`apply returned ${Array.isArray(results) ? results.length : typeof results} results for ${entries.length} entries`);
+      } catch (cause) {
+        // Never diverge: a replica whose state machine failed stops (braft's on_error).
+        return this.#fail(new RaftError('ERR_RAFT_STATE_MACHINE',
+          `state machine apply failed at index ${entries[0]?.index}: ${String(cause)}`, { cause }));
+      }
+      for (let i = 0; i < entries.length; i++) {
+        const seq = origins[i];
+        if (seq !== undefined) this.#pending.get(seq)?.resolve(results[i] as R);
+      }
+    }
+    this.#applied = lastIndex;
+    this.#node?.setApplied(lastIndex);
+  }
+
+  #onRole(role: Role, term: number, leader: string): void {
+    const leaderId = leader === '' ? null : leader;
+    const wasLeader = this.#role === 'leader';
+    const roleChanged = role !== this.#role;
+    const leaderChanged = leaderId !== this.#leaderId || term !== this.#term;
+    this.#role = role;
+    this.#term = term;
+    this.#leaderId = leaderId;
+    if (wasLeader && role !== 'leader') this.#sm.onLeaderStop?.();
+    if (!wasLeader && role === 'leader') this.#sm.onLeaderStart?.(term);
+    if (roleChanged) this.emit('role', role, term);
+    if (leaderChanged) this.emit('leader', leaderId, term);
+  }
+
+  #fail(err: RaftError): void {
+    this.#rejectAll(err);
+    void this.close();
+    this.#sm.onError?.(err);
+    if (this.listenerCount('error') > 0) this.emit('error', err);
+  }
+}

@@ -1,0 +1,322 @@
+// The Node-API binding: a NodeHost per ip:port, and a Node per (group, peer) on it. Raft
+// runs on the host's native thread; JavaScript only sees batches. Everything a node has to
+// tell JavaScript (committed entries, finished proposals, role changes, snapshot requests)
+// goes through one TypedThreadSafeFunction per node, in order, so an apply batch always
+// reaches JavaScript before anything that depends on it. Calls never block (queue size 0):
+// a stalled event loop delays applying, never Raft itself.
+#include <napi.h>
+
+#include <atomic>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <variant>
+
+#include "node_host.h"
+
+namespace raftstore::addon {
+namespace {
+
+// What crosses to JavaScript, owned by the queue until CallJs (or finalization) runs.
+struct ApplyBatch {
+  std::string packed;  // per entry: index u64, term u64, type u8, length u32 (LE), data
+  uint64_t count = 0;
+  uint64_t last_index = 0;
+};
+struct Settle {
+  std::unique_ptr<Napi::Promise::Deferred> deferred;
+  core::Status status;
+  std::string leader;  // for NotLeader
+  uint64_t index = 0;
+};
+struct RoleChange {
+  core::Role role;
+  uint64_t term;
+  std::string leader;
+};
+using Item = std::variant<ApplyBatch, Settle, RoleChange>;
+
+const char* error_code(core::Code c) {
+  switch (c) {
+    case core::Code::Ok:
+      return "OK";
+    case core::Code::NotLeader:
+      return "ERR_RAFT_NOT_LEADER";
+    case core::Code::Busy:
+      return "ERR_RAFT_BUSY";
+    case core::Code::InvalidArgument:
+      return "ERR_RAFT_BAD_ARGUMENT";
+    case core::Code::CatchupFailed:
+      return "ERR_RAFT_CATCHUP_FAILED";
+    case core::Code::LeaderChanged:
+      return "ERR_RAFT_LEADER_CHANGED";
+    case core::Code::Shutdown:
+      return "ERR_RAFT_SHUTDOWN";
+  }
+  return "ERR_RAFT_INTERNAL";
+}
+
+Napi::Error make_error(Napi::Env env, const char* code, const std::string& message,
+                       const std::string& leader = "") {
+  Napi::Error e = Napi::Error::New(env, message);
+  e.Set("code", code);
+  if (!leader.empty()) e.Set("leader", leader);
+  return e;
+}
+
+void put_le(std::string& out, uint64_t v, int bytes) {
+  for (int i = 0; i < bytes; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+
+struct Context;
+void call_js(Napi::Env env, Napi::Function callback, Context* ctx, Item* item);
+using Tsfn = Napi::TypedThreadSafeFunction<Context, Item, call_js>;
+
+// JS-thread state of one node's queue; freed by the queue's finalizer.
+struct Context {
+  Tsfn tsfn;
+  uint64_t unsettled = 0;  // proposals in flight: while any, the queue keeps Node alive
+  void hold(Napi::Env env) {
+    if (unsettled++ == 0) tsfn.Ref(env);
+  }
+  void settled(Napi::Env env) {
+    if (--unsettled == 0) tsfn.Unref(env);
+  }
+};
+
+// JS receives: ('apply', buffer, count, lastIndex) | ('role', role, term, leader).
+void call_js(Napi::Env env, Napi::Function callback, Context* ctx, Item* raw) {
+  std::unique_ptr<Item> item(raw);
+  if (!env) return;  // the environment is going away: nobody is left to settle for
+  std::visit(
+      [&](auto& it) {
+        using T = std::decay_t<decltype(it)>;
+        if constexpr (std::is_same_v<T, ApplyBatch>) {
+          auto buf = Napi::Buffer<char>::Copy(env, it.packed.data(), it.packed.size());
+          callback.Call({Napi::String::New(env, "apply"), buf,
+                         Napi::Number::New(env, static_cast<double>(it.count)),
+                         Napi::Number::New(env, static_cast<double>(it.last_index))});
+        } else if constexpr (std::is_same_v<T, Settle>) {
+          ctx->settled(env);
+          if (it.status.ok())
+            it.deferred->Resolve(Napi::Number::New(env, static_cast<double>(it.index)));
+          else
+            it.deferred->Reject(
+                make_error(env, error_code(it.status.code), it.status.message, it.leader).Value());
+        } else if constexpr (std::is_same_v<T, RoleChange>) {
+          callback.Call({Napi::String::New(env, "role"),
+                         Napi::String::New(env, core::role_name(it.role)),
+                         Napi::Number::New(env, static_cast<double>(it.term)),
+                         Napi::String::New(env, it.leader)});
+        }
+      },
+      *item);
+  // An exception thrown by the JS callback must not vanish (Node-API < 10 swallows it).
+  if (env.IsExceptionPending()) {
+    Napi::Error e = env.GetAndClearPendingException();
+    napi_fatal_exception(env, e.Value());
+  }
+}
+
+class Host : public Napi::ObjectWrap<Host> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "Host", {InstanceMethod<&Host::Close>("close")});
+  }
+  // new Host(ip, port)
+  explicit Host(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Host>(info) {
+    Napi::Env env = info.Env();
+    std::string ip = info[0].As<Napi::String>();
+    uint32_t port = info[1].As<Napi::Number>().Uint32Value();
+    auto st = runtime::NodeHost::start(ip, static_cast<uint16_t>(port), &host_);
+    if (!st.ok()) throw make_error(env, "ERR_RAFT_LISTEN", st.message);
+  }
+  runtime::NodeHost* get() const { return host_.get(); }
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    host_.reset();
+    return info.Env().Undefined();
+  }
+
+ private:
+  std::unique_ptr<runtime::NodeHost> host_;
+};
+
+class Node : public Napi::ObjectWrap<Node> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(
+        env, "Node",
+        {InstanceMethod<&Node::Propose>("propose"), InstanceMethod<&Node::Status>("status"),
+         InstanceMethod<&Node::SetApplied>("setApplied"), InstanceMethod<&Node::Close>("close")});
+  }
+
+  // new Node(host, options, callback)
+  explicit Node(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Node>(info) {
+    Napi::Env env = info.Env();
+    Host* host = Host::Unwrap(info[0].As<Napi::Object>());
+    if (!host->get()) throw make_error(env, "ERR_RAFT_SHUTDOWN", "the host is closed");
+    host_ref_ = Napi::Persistent(info[0].As<Napi::Object>());
+    host_ = host->get();
+    Napi::Object o = info[1].As<Napi::Object>();
+    runtime::NodeOptions opt;
+    opt.group = o.Get("group").As<Napi::String>();
+    auto self = core::PeerId::parse(o.Get("self").As<Napi::String>().Utf8Value());
+    auto conf = core::parse_peer_list(o.Get("config").As<Napi::String>().Utf8Value());
+    if (!self || !conf) throw make_error(env, "ERR_RAFT_BAD_CONFIG", "malformed peer id or config");
+    opt.self = *self;
+    opt.initial_conf.peers = *conf;
+    opt.data_dir = o.Get("dir").As<Napi::String>();
+    opt.raft.election_timeout_ms = o.Get("electionTimeoutMs").As<Napi::Number>().Int64Value();
+    opt.raft.max_election_delay_ms = o.Get("maxElectionDelayMs").As<Napi::Number>().Int64Value();
+    opt.raft.leader_lease = o.Get("leaderLease").As<Napi::Boolean>();
+    opt.raft.max_uncommitted_entries =
+        o.Get("maxUncommittedEntries").As<Napi::Number>().Int64Value();
+    opt.snapshot_interval_s = o.Get("snapshotIntervalS").As<Napi::Number>().Uint32Value();
+    opt.snapshot_log_threshold = o.Get("snapshotLogThreshold").As<Napi::Number>().Int64Value();
+    group_ = opt.group;
+    self_ = opt.self;
+
+    auto ctx = std::make_unique<Context>();
+    tsfn_ = Tsfn::New(env, info[2].As<Napi::Function>(), "raftstore-node", 0, 1, ctx.get(),
+                      [](Napi::Env, void*, Context* c) { std::unique_ptr<Context> owned(c); });
+    ctx->tsfn = tsfn_;
+    ctx_ = ctx.release();  // the queue owns it now; its finalizer frees it
+    tsfn_.Unref(env);      // a node alone does not keep the process alive; its proposals do
+    runtime::StateMachine sm;
+    Tsfn tsfn = tsfn_;
+    sm.apply = [tsfn](const std::vector<core::Entry>& entries) mutable {
+      auto batch = std::make_unique<Item>(ApplyBatch{});
+      auto& b = std::get<ApplyBatch>(*batch);
+      for (const auto& e : entries) {
+        const std::string* d = e.data.get();
+        put_le(b.packed, e.index, 8);
+        put_le(b.packed, e.term, 8);
+        b.packed.push_back(static_cast<char>(e.type));
+        put_le(b.packed, d ? d->size() : 0, 4);
+        if (d) b.packed += *d;
+        ++b.count;
+        b.last_index = e.index;
+      }
+      if (tsfn.NonBlockingCall(batch.get()) == napi_ok) batch.release();
+    };
+    sm.on_role = [tsfn](core::Role role, uint64_t term, const core::PeerId& leader) mutable {
+      auto item =
+          std::make_unique<Item>(RoleChange{role, term, leader.empty() ? "" : leader.to_string()});
+      if (tsfn.NonBlockingCall(item.get()) == napi_ok) item.release();
+    };
+    auto st = host_->add_node(opt, std::move(sm), &node_);
+    if (!st.ok()) {
+      tsfn_.Release();
+      throw make_error(env, storage::code_string(st.code), st.message);
+    }
+  }
+
+  // propose(buffer) -> Promise<index>: settled once the entry is committed and handed to
+  // the state machine here (or refused).
+  Napi::Value Propose(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto deferred = std::make_unique<Napi::Promise::Deferred>(env);
+    Napi::Promise promise = deferred->Promise();
+    if (!node_) {
+      deferred->Reject(make_error(env, "ERR_RAFT_SHUTDOWN", "the node is closed").Value());
+      return promise;
+    }
+    auto buf = info[0].As<Napi::Buffer<char>>();
+    std::string data(buf.Data(), buf.Length());
+    // The deferred travels to the host thread and back through the queue.
+    auto* held = deferred.release();
+    Tsfn tsfn = tsfn_;
+    ctx_->hold(env);
+    node_->propose(
+        std::move(data), [tsfn, held, node = node_](core::Status st, uint64_t index) mutable {
+          auto item = std::make_unique<Item>(
+              Settle{std::unique_ptr<Napi::Promise::Deferred>(held), std::move(st), "", index});
+          auto& s = std::get<Settle>(*item);
+          if (s.status.code == core::Code::NotLeader) {
+            auto leader = node->status().leader;
+            if (!leader.empty()) s.leader = leader.to_string();
+          }
+          if (tsfn.NonBlockingCall(item.get()) == napi_ok) item.release();
+        });
+    return promise;
+  }
+
+  Napi::Value Status(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object out = Napi::Object::New(env);
+    if (!node_) return env.Null();
+    core::NodeStatus s = node_->status();
+    auto num = [&](uint64_t v) { return Napi::Number::New(env, static_cast<double>(v)); };
+    auto list = [&](const core::PeerList& peers) {
+      Napi::Array a = Napi::Array::New(env, peers.size());
+      for (size_t i = 0; i < peers.size(); ++i) a.Set(i, peers[i].to_string());
+      return a;
+    };
+    out.Set("role", core::role_name(s.role));
+    out.Set("term", num(s.term));
+    out.Set("leaderId",
+            s.leader.empty() ? env.Null() : Napi::String::New(env, s.leader.to_string()));
+    out.Set("firstIndex", num(s.first_index));
+    out.Set("lastIndex", num(s.last_index));
+    out.Set("commitIndex", num(s.commit_index));
+    out.Set("nativeAppliedIndex", num(s.applied_index));
+    out.Set("appliedIndex", num(applied_.load()));
+    out.Set("snapshotIndex", num(node_->snapshot_index()));
+    Napi::Object conf = Napi::Object::New(env);
+    conf.Set("peers", list(s.conf.peers));
+    conf.Set("oldPeers", list(s.conf.old_peers));
+    conf.Set("learners", list(s.conf.learners));
+    out.Set("configuration", conf);
+    Napi::Array peers = Napi::Array::New(env, s.peers.size());
+    for (size_t i = 0; i < s.peers.size(); ++i) {
+      Napi::Object p = Napi::Object::New(env);
+      p.Set("id", s.peers[i].id.to_string());
+      p.Set("matchIndex", num(s.peers[i].match_index));
+      p.Set("nextIndex", num(s.peers[i].next_index));
+      p.Set("lastContactMs", num(s.peers[i].last_ack_ms));
+      p.Set("state", s.peers[i].state);
+      peers.Set(i, p);
+    }
+    out.Set("peers", peers);
+    return out;
+  }
+
+  // JavaScript applied everything up to this index.
+  Napi::Value SetApplied(const Napi::CallbackInfo& info) {
+    applied_.store(static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value()));
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    if (node_) {
+      host_->remove_node(group_, self_);  // fails what is pending, releases the directory
+      node_.reset();
+      tsfn_.Release();
+    }
+    return info.Env().Undefined();
+  }
+
+ private:
+  Napi::ObjectReference host_ref_;  // keeps the host alive while this node is
+  runtime::NodeHost* host_ = nullptr;
+  std::shared_ptr<runtime::Node> node_;
+  std::string group_;
+  core::PeerId self_;
+  Tsfn tsfn_;
+  Context* ctx_ = nullptr;  // JS thread only
+  std::atomic<uint64_t> applied_{0};
+};
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("Host", Host::Init(env));
+  exports.Set("Node", Node::Init(env));
+  return exports;
+}
+
+}  // namespace
+}  // namespace raftstore::addon
+
+static Napi::Object InitRaftstore(Napi::Env env, Napi::Object exports) {
+  return raftstore::addon::Init(env, exports);
+}
+NODE_API_MODULE(raftstore, InitRaftstore)

@@ -1,0 +1,156 @@
+// RaftNode in one process: a JavaScript state machine on the native engine.
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { RaftError, RaftNode, type Entry, type StateMachine } from '../lib/index.js';
+
+/** A counter: each entry is a signed 32-bit increment; the result is the new value. */
+class Counter implements StateMachine<number> {
+  value = 0;
+  applied: number[] = [];
+  leaderTerms: number[] = [];
+  apply(entries: readonly Entry[]): number[] {
+    return entries.map((e) => {
+      this.applied.push(e.index);
+      this.value += e.data.readInt32LE(0);
+      return this.value;
+    });
+  }
+  onLeaderStart(term: number): void {
+    this.leaderTerms.push(term);
+  }
+}
+
+const inc = (n: number): Buffer => {
+  const b = Buffer.alloc(4);
+  b.writeInt32LE(n);
+  return b;
+};
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+describe('RaftNode (one process)', function () {
+  this.timeout(30_000);
+  let dir = '';
+  const base = 21000 + Math.floor(Math.random() * 20000);
+  let nodes: RaftNode<number>[] = [];
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'raftnode-'));
+  });
+  afterEach(async () => {
+    for (const n of nodes) await n.close();
+    nodes = [];
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const make = (ports: number[], i: number, sm = new Counter(), extra = {}) =>
+    new RaftNode<number>({
+      group: 'g', config: ports.map((p) => `127.0.0.1:${p}:0`).join(','), port: ports[i] ?? 0,
+      dir: join(dir, String(i)), stateMachine: sm, electionTimeoutMs: 300, ...extra,
+    });
+  const leaderOf = (ns: RaftNode<number>[]) => ns.find((n) => n.isLeader);
+
+  it('a single replica elects itself and returns apply results', async () => {
+    const sm = new Counter();
+    const n = make([base], 0, sm);
+    nodes.push(n);
+    await n.start();
+    await until('leader', () => n.isLeader);
+    assert.deepEqual(sm.leaderTerms, [n.term]);
+    assert.equal(await n.propose(inc(5)), 5);
+    const results = await Promise.all([1, 2, 3].map((k) => n.propose(inc(k))));
+    assert.deepEqual(results.sort((a, b) => a - b), [6, 8, 11]);
+    assert.equal(sm.value, 11);
+    const s = n.status();
+    assert.equal(s.role, 'leader');
+    assert.equal(s.appliedIndex, n.appliedIndex);
+    assert.ok(s.commitIndex >= 5);
+  });
+
+  it('three replicas apply the same entries; a follower refuses with the leader id', async () => {
+    const ports = [base + 10, base + 11, base + 12];
+    const sms = [new Counter(), new Counter(), new Counter()];
+    nodes = ports.map((_, i) => make(ports, i, sms[i]));
+    await Promise.all(nodes.map((n) => n.start()));
+    await until('leader', () => leaderOf(nodes) !== undefined);
+    const leader = leaderOf(nodes)!;
+    for (let k = 0; k < 20; k++) await leader.propose(inc(1));
+    await until('all applied', () => sms.every((s) => s.value === 20));
+    assert.deepEqual(sms[0]!.applied, sms[1]!.applied);
+    assert.deepEqual(sms[1]!.applied, sms[2]!.applied);
+    const follower = nodes.find((n) => !n.isLeader)!;
+    await until('follower knows the leader', () => follower.leaderId === leader.id);
+    await assert.rejects(follower.propose(inc(1)), (e: unknown) =>
+      e instanceof RaftError && e.code === 'ERR_RAFT_NOT_LEADER' && e.leaderId === leader.id);
+  });
+
+  it('keeps its leader while the event loop is blocked (native heartbeats)', async () => {
+    const ports = [base + 20, base + 21, base + 22];
+    nodes = ports.map((_, i) => make(ports, i, new Counter(), { electionTimeoutMs: 200 }));
+    await Promise.all(nodes.map((n) => n.start()));
+    await until('leader', () => leaderOf(nodes) !== undefined);
+    const leader = leaderOf(nodes)!;
+    await leader.propose(inc(1));
+    const term = leader.status().term;
+    const end = Date.now() + 3000; // 15 election timeouts with no JavaScript running
+    while (Date.now() < end) { /* busy */ }
+    for (const n of nodes) assert.equal(n.status().term, term, `${n.id} saw an election`);
+    assert.equal(leader.status().role, 'leader');
+    assert.equal(await leader.propose(inc(1)), 2);
+  });
+
+  it('a throwing apply stops the replica with ERR_RAFT_STATE_MACHINE', async () => {
+    const errors: RaftError[] = [];
+    const sm: StateMachine<number> = {
+      apply: () => { throw new Error('boom'); },
+      onError: (e) => errors.push(e),
+    };
+    const n = make([base + 30], 0, new Counter());
+    await n.close();
+    const m = new RaftNode<number>({ group: 'g', config: `127.0.0.1:${base + 30}:0`, port: base + 30,
+      dir: join(dir, 'x'), stateMachine: sm, electionTimeoutMs: 100 });
+    nodes.push(m);
+    await m.start();
+    await until('leader', () => m.isLeader);
+    await assert.rejects(m.propose(inc(1)), (e: unknown) => e instanceof RaftError && e.code === 'ERR_RAFT_STATE_MACHINE');
+    assert.equal(errors[0]?.code, 'ERR_RAFT_STATE_MACHINE');
+    await assert.rejects(m.propose(inc(1)), (e: unknown) => e instanceof RaftError && e.code === 'ERR_RAFT_SHUTDOWN');
+  });
+
+  it('close releases the directory; a restart replays the log', async () => {
+    const sm = new Counter();
+    {
+      await using n = make([base + 40], 0, sm);
+      await n.start();
+      await until('leader', () => n.isLeader);
+      for (let k = 0; k < 5; k++) await n.propose(inc(2));
+    }
+    const again = new Counter();
+    const n2 = make([base + 40], 0, again);
+    nodes.push(n2);
+    await n2.start();
+    await until('replayed', () => again.value === 10);
+  });
+
+  it('rejects bad options with ERR_RAFT_BAD_CONFIG', () => {
+    const ok = { group: 'g', config: '127.0.0.1:9000:0', port: 9000, dir: '/tmp/x', stateMachine: new Counter() };
+    const cases: [string, Record<string, unknown>][] = [
+      ['group', { group: '' }], ['group', { group: 'a b' }], ['config', { config: 'nope' }],
+      ['port', { port: 0 }], ['port', { port: 70000 }], ['not in config', { port: 9001 }],
+      ['dir', { dir: '' }], ['stateMachine', { stateMachine: {} }],
+      ['electionTimeoutMs', { electionTimeoutMs: 0 }], ['electionTimeoutMs', { electionTimeoutMs: 1.5 }],
+      ['leaderLease', { leaderLease: 'yes' }], ['snapshotIntervalS', { snapshotIntervalS: -1 }],
+    ];
+    for (const [what, patch] of cases)
+      assert.throws(() => new RaftNode({ ...ok, ...patch } as never),
+        (e: unknown) => e instanceof RaftError && e.code === 'ERR_RAFT_BAD_CONFIG' && e.message.length > 10, what);
+  });
+});
