@@ -173,6 +173,7 @@ class Node : public Napi::ObjectWrap<Node> {
         o.Get("maxUncommittedEntries").As<Napi::Number>().Int64Value();
     opt.snapshot_interval_s = o.Get("snapshotIntervalS").As<Napi::Number>().Uint32Value();
     opt.snapshot_log_threshold = o.Get("snapshotLogThreshold").As<Napi::Number>().Int64Value();
+    opt.forward_proposals = true;  // propose() works on every replica
     group_ = opt.group;
     self_ = opt.self;
 

@@ -10,6 +10,7 @@
 
 #include "cli.pb.h"
 #include "codec.h"
+#include "raftstore.pb.h"
 
 namespace raftstore::runtime {
 
@@ -306,23 +307,55 @@ void Node::on_request(Envelope env, rpc::Server::Respond respond) {
 }
 
 void Node::propose(std::string data, ProposeDone done) {
+  enqueue(std::move(data), std::move(done), opt_.forward_proposals);
+}
+
+void Node::enqueue(std::string data, ProposeDone done, bool may_forward) {
   bool schedule = false;
   {
     std::lock_guard<std::mutex> l(proposals_mu_);
-    queued_.emplace_back(std::make_shared<const std::string>(std::move(data)), std::move(done));
+    queued_.push_back(
+        {std::make_shared<const std::string>(std::move(data)), std::move(done), may_forward});
     schedule = !flush_scheduled_;
     flush_scheduled_ = true;
   }
   // One handler takes everything queued by then: one append, one AppendEntries round
   // and one log write for the lot (braft batches its apply queue the same way).
   if (schedule && !gate_->post([self = shared_from_this()] { self->flush_proposals(); })) {
-    std::vector<std::pair<std::shared_ptr<const std::string>, ProposeDone>> queued;
+    std::vector<Queued> queued;
     {
       std::lock_guard<std::mutex> l(proposals_mu_);
       queued.swap(queued_);
     }
-    for (auto& [d, cb] : queued) cb(core::Status{core::Code::Shutdown, "the node host is gone"}, 0);
+    for (auto& q : queued) q.done(core::Status{core::Code::Shutdown, "the node host is gone"}, 0);
   }
+}
+
+void Node::forward(std::shared_ptr<const std::string> data, ProposeDone done) {
+  core::PeerId leader = core_->leader();
+  raftstore::wire::ForwardRequest req;
+  req.set_group_id(opt_.group);
+  req.set_peer_id(leader.to_string());
+  auto& ch = channels_[leader];
+  if (!ch)
+    ch = rpc::Channel::create(
+        host_.io(), asio::ip::tcp::endpoint(asio::ip::address_v4(leader.ip), leader.port));
+  ch->call("raftstore.ForwardService", "propose", req.SerializeAsString(), *data,
+           install_timeout_ms(opt_.raft),
+           [leader, done = std::move(done)](int32_t code, const std::string& text, rpc::Frame f) {
+             raftstore::wire::ForwardResponse resp;
+             if (code == 0) code = f.meta.response().error_code();
+             if (code != 0 || !resp.ParseFromString(f.payload))
+               return done({core::Code::LeaderChanged, "forwarding to " + leader.to_string() +
+                                                           " failed (the outcome is unknown): " +
+                                                           (code ? text : "bad response")},
+                           0);
+             if (resp.success()) return done({}, static_cast<uint64_t>(resp.index()));
+             auto c = static_cast<core::Code>(resp.code());
+             if (c == core::Code::Ok || resp.code() > static_cast<int32_t>(core::Code::Shutdown))
+               c = core::Code::LeaderChanged;
+             done({c, resp.message()}, 0);
+           });
 }
 
 void Node::peer_unreachable(const core::PeerId& peer) {
@@ -332,25 +365,29 @@ void Node::peer_unreachable(const core::PeerId& peer) {
 }
 
 void Node::flush_proposals() {
-  std::vector<std::pair<std::shared_ptr<const std::string>, ProposeDone>> queued;
+  std::vector<Queued> queued;
   {
     std::lock_guard<std::mutex> l(proposals_mu_);
     queued.swap(queued_);
     flush_scheduled_ = false;
   }
   if (failed_) {
-    for (auto& [d, done] : queued) done(core::Status{core::Code::Shutdown, "stopped"}, 0);
+    for (auto& q : queued) q.done(core::Status{core::Code::Shutdown, "stopped"}, 0);
     return;
   }
   std::vector<std::shared_ptr<const std::string>> data;
   data.reserve(queued.size());
-  for (auto& q : queued) data.push_back(std::move(q.first));
+  for (auto& q : queued) data.push_back(q.data);
   auto results = core_->propose_batch(std::move(data), now_ms());
   for (size_t i = 0; i < results.size(); ++i) {
-    if (!results[i].status.ok())
-      queued[i].second(results[i].status, 0);
+    Queued& q = queued[i];
+    bool elsewhere = !core_->leader().empty() && !(core_->leader() == opt_.self);
+    if (results[i].status.code == core::Code::NotLeader && q.may_forward && elsewhere)
+      forward(std::move(q.data), std::move(q.done));
+    else if (!results[i].status.ok())
+      q.done(results[i].status, 0);
     else
-      proposals_[results[i].index] = {results[i].term, std::move(queued[i].second)};
+      proposals_[results[i].index] = {results[i].term, std::move(q.done)};
   }
   drain();
 }
@@ -595,6 +632,7 @@ void NodeHost::on_request(rpc::Frame frame, rpc::Server::Respond respond) {
   if (service.rfind("raftstore.", 0) == 0) service = service.substr(10);
   if (service == "CliService") return on_cli(frame, respond);
   if (service == "FileService") return on_get_file(frame, respond);
+  if (service == "ForwardService") return on_forward(frame, respond);
   if (service != "RaftService" && service != "RaftExtService") {
     auto it = services_.find(req.service_name());
     if (it == services_.end())
@@ -654,6 +692,35 @@ void NodeHost::on_get_file(const rpc::Frame& frame, const rpc::Server::Respond& 
   FileReply r = read_snapshot_file(it->second.snapshot, req);
   if (r.error_code) return respond(r.error_code, error_text(r.error_code, r.error_text), "", "");
   respond(0, "", r.response.SerializeAsString(), r.attachment);
+}
+
+// A proposal forwarded by a replica that is not the leader: proposed here, never forwarded
+// again (no loops), answered once applied here.
+void NodeHost::on_forward(const rpc::Frame& frame, const rpc::Server::Respond& respond) {
+  raftstore::wire::ForwardRequest req;
+  if (frame.meta.request().method_name() != "propose" || !req.ParseFromString(frame.payload))
+    return respond(rpc::kEREQUEST, error_text(rpc::kEREQUEST, "bad ForwardService request"), "",
+                   "");
+  int32_t code = 0;
+  std::string text;
+  auto node = find(req.group_id(), req.peer_id(), &code, &text);
+  if (!node) return respond(code, error_text(code, text), "", "");
+  node->enqueue(
+      frame.attachment,
+      [node, respond](core::Status st, uint64_t index) {
+        raftstore::wire::ForwardResponse resp;
+        resp.set_success(st.ok());
+        if (st.ok())
+          resp.set_index(static_cast<int64_t>(index));
+        else {
+          resp.set_code(static_cast<int32_t>(st.code));
+          resp.set_message(st.message);
+          if (auto leader = node->status().leader; !leader.empty())
+            resp.set_leader_id(leader.to_string());
+        }
+        respond(0, "", resp.SerializeAsString(), "");
+      },
+      false);
 }
 
 std::string NodeHost::error_text(int32_t code, const std::string& message) const {

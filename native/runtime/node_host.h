@@ -41,6 +41,9 @@ struct NodeOptions {
   core::Configuration initial_conf;  // used when the data directory holds none
   core::Options raft;                // timeouts, batching; group/self/random are filled in
   uint32_t tick_ms = 10;
+  // A proposal made at a replica that is not the leader goes to the leader over
+  // raftstore.ForwardService (RaftNode); otherwise it is refused with NotLeader (braft).
+  bool forward_proposals = false;
   uint32_t snapshot_interval_s = 0;  // take a snapshot this often (braft's default 3600); 0: never
   uint64_t snapshot_log_threshold = 0;  // or once this many entries were applied since; 0: never
 };
@@ -110,6 +113,8 @@ class Node : public std::enable_shared_from_this<Node> {
   void send(core::Envelope env);
   void on_request(core::Envelope env, rpc::Server::Respond respond);
   void flush_proposals();
+  void enqueue(std::string data, ProposeDone done, bool may_forward);
+  void forward(std::shared_ptr<const std::string> data, ProposeDone done);
   void peer_unreachable(const core::PeerId& peer);
   void fail(const std::string& why);
   // The host is going away: fail what is pending, drop connections, stop the writer and
@@ -152,7 +157,12 @@ class Node : public std::enable_shared_from_this<Node> {
   uint64_t next_inbound_ = 1;
   std::map<uint64_t, std::pair<uint64_t, ProposeDone>> proposals_;  // index -> (term, done)
   std::mutex proposals_mu_;  // guards the queue of proposals not yet given to the core
-  std::vector<std::pair<std::shared_ptr<const std::string>, ProposeDone>> queued_;
+  struct Queued {
+    std::shared_ptr<const std::string> data;
+    ProposeDone done;
+    bool may_forward;
+  };
+  std::vector<Queued> queued_;
   bool flush_scheduled_ = false;
   std::map<uint64_t, CliDone> conf_changes_;  // by change id
   uint64_t next_change_ = 1;
@@ -208,6 +218,7 @@ class NodeHost {
   void on_request(rpc::Frame frame, rpc::Server::Respond respond);
   void on_cli(const rpc::Frame& frame, const rpc::Server::Respond& respond);
   void on_get_file(const rpc::Frame& frame, const rpc::Server::Respond& respond);
+  void on_forward(const rpc::Frame& frame, const rpc::Server::Respond& respond);
   // FileService readers: a published snapshot lent to one InstallSnapshot (host thread).
   int64_t open_reader(storage::SnapshotInfo snapshot, uint64_t ttl_ms);
   void close_reader(int64_t id);

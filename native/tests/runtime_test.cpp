@@ -107,6 +107,7 @@ class RuntimeTest : public testing::Test {
     o.initial_conf = initial;
     o.raft.election_timeout_ms = 300;
     o.raft.max_election_delay_ms = 300;
+    o.forward_proposals = forward_;
     std::shared_ptr<Node> node;
     auto st = hosts_[i]->add_node(o, applied->machine(), &node);
     EXPECT_TRUE(st.ok()) << st.message;
@@ -152,6 +153,7 @@ class RuntimeTest : public testing::Test {
   }
 
   fs::path root_;
+  bool forward_ = false;
   std::vector<std::unique_ptr<NodeHost>> hosts_;
   std::vector<uint16_t> ports_;
   core::Configuration conf_;
@@ -240,6 +242,34 @@ TEST_F(RuntimeTest, LeaderLossUnderLoadLosesNoAcknowledgedWrite) {
     EXPECT_EQ(seen.size(), got.size()) << "an entry was applied twice";
     for (const auto& a : acked) EXPECT_TRUE(seen.count(a)) << "acknowledged " << a << " is lost";
   }
+}
+
+// With forward_proposals a follower hands proposals to the leader (ForwardService); without
+// it they are refused with NotLeader, as braft.
+TEST_F(RuntimeTest, FollowersForwardProposalsWhenAsked) {
+  forward_ = true;
+  Applied applied[3];
+  for (int i = 0; i < 3; ++i) nodes_.push_back(Start(i, "g", &applied[i]));
+  int leader = WaitLeader(nodes_, 5s);
+  ASSERT_GE(leader, 0);
+  int follower = (leader + 1) % 3;
+  auto end = std::chrono::steady_clock::now() + 5s;
+  while (nodes_[follower]->status().leader.empty() && std::chrono::steady_clock::now() < end)
+    std::this_thread::sleep_for(10ms);
+  for (int k = 0; k < 10; ++k) {
+    auto st = Propose(*nodes_[follower], "f" + std::to_string(k));
+    ASSERT_TRUE(st.ok()) << st.message;
+  }
+  for (auto& a : applied) ASSERT_TRUE(WaitApplied(a, 10, 5s));
+  EXPECT_EQ(applied[follower].get(), applied[leader].get());
+}
+
+TEST_F(RuntimeTest, FollowersRefuseProposalsByDefault) {
+  Applied applied[3];
+  for (int i = 0; i < 3; ++i) nodes_.push_back(Start(i, "g", &applied[i]));
+  int leader = WaitLeader(nodes_, 5s);
+  ASSERT_GE(leader, 0);
+  EXPECT_EQ(Propose(*nodes_[(leader + 1) % 3], "x").code, core::Code::NotLeader);
 }
 
 TEST_F(RuntimeTest, TwoGroupsShareEachPort) {
