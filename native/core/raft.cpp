@@ -406,6 +406,8 @@ void Raft::advance_commit(uint64_t index, uint64_t now) {
     reads_waiting_commit_.clear();
     for (auto& [ctx, r] : waiting) serve_read(ctx, r.from, r.from_rpc, now);
   }
+  for (const auto& [peer, pr] : progress_)
+    if (!(peer == opt_.self)) notify_commit(peer, now);
   advance_conf_change(now);
   if (role_ == Role::Leader && conf_index_ <= commit_ && !conf_.is_voter(opt_.self) &&
       !MUTANT(RemovedLeaderKeepsLeading)) {
@@ -724,6 +726,7 @@ void Raft::replicate(const PeerId& to, uint64_t now) {
       req.entries.push_back(e);
     }
     uint64_t last = prev + req.entries.size();
+    pr.commit_told = std::max(pr.commit_told, std::min(commit_, last));
     pr.inflight.push_back({next_rpc_, now, last, false});
     ++pr.appends_inflight;
     pr.next = last + 1;
@@ -743,7 +746,17 @@ void Raft::send_heartbeat(const PeerId& to, uint64_t now) {
     pr->inflight.pop_front();
   }
   pr->inflight.push_back({next_rpc_, now, prev, true});
+  pr->commit_told = std::max(pr->commit_told, std::min(commit_, prev));
   send(to, AppendEntriesRequest{hs_.term, *prev_term, prev, {}, commit_});
+}
+
+void Raft::notify_commit(const PeerId& to, uint64_t now) {
+  auto* pr = progress(to);
+  if (!opt_.notify_commit || !pr || role_ != Role::Leader || pr->state != ProgressState::Replicate)
+    return;
+  // An append still to be sent will carry it; otherwise say it now (once per advance).
+  if (pr->next <= last_index() || std::min(commit_, pr->match) <= pr->commit_told) return;
+  send_heartbeat(to, now);
 }
 
 void Raft::broadcast_heartbeat(uint64_t now) {
@@ -969,7 +982,10 @@ void Raft::handle(const Envelope& m, const AppendEntriesResponse& r, uint64_t no
     pr.appends_inflight = 0;
   }
   confirm_reads();
-  if (role_ == Role::Leader && progress(m.from)) replicate(m.from, now);
+  if (role_ == Role::Leader && progress(m.from)) {
+    replicate(m.from, now);
+    notify_commit(m.from, now);
+  }
 }
 
 void Raft::handle(const Envelope& m, const InstallSnapshotRequest& r, uint64_t now) {

@@ -66,6 +66,10 @@ struct Options {
   // Backpressure: refuse proposals (Busy) while this many entries are uncommitted. 0: no cap.
   uint64_t max_uncommitted_entries = 0;
   uint64_t install_snapshot_timeout_ms = 0;  // 0 means 10 * T
+  // Tell followers about a new commit index at once (an empty AppendEntries) when no append
+  // is due to carry it, rather than at the next heartbeat: a follower then applies, and a
+  // proposal forwarded from it resolves, a round trip after commit instead of up to T/10.
+  bool notify_commit = true;
   // Randomness is injected so that a seeded simulator replays bit for bit.
   std::function<uint64_t()> random;
 
@@ -266,6 +270,7 @@ class Raft {
     uint64_t snapshot_sent_ms = 0;
     uint64_t snapshot_rpc = 0;
     uint64_t snapshot_index = 0;  // what that InstallSnapshot carried
+    uint64_t commit_told = 0;     // the highest commit index our appends let it apply
   };
   struct PendingRead {
     uint64_t ctx;
@@ -341,6 +346,7 @@ class Raft {
   void replicate(const PeerId& to, uint64_t now);
   void replicate_all(uint64_t now);
   void send_heartbeat(const PeerId& to, uint64_t now);
+  void notify_commit(const PeerId& to, uint64_t now);
   void broadcast_heartbeat(uint64_t now);
   void send_snapshot(const PeerId& to, Progress& pr, uint64_t now);
   void reset_progress(uint64_t now);

@@ -175,6 +175,7 @@ Scenario Scenario::from_seed(uint64_t seed) {
     s.p_down_hint = h.chance(0.3) ? 1.0 : 0.5 + 0.5 * static_cast<double>(h.below(100)) / 100;
     s.p_false_hint = h.chance(0.5) ? 0.002 * static_cast<double>(h.range(1, 10)) : 0.0;
   }
+  s.notify_commit = h.chance(0.7);  // the shipping default; off keeps older schedules
   return s;
 }
 
@@ -193,7 +194,8 @@ std::string Scenario::describe() const {
     << " isolate_after_commit=" << p_isolate_after_commit
     << " replay_on_election=" << p_replay_on_election << " split_leaders=" << p_split_leaders
     << " snapshot=" << p_snapshot << " membership=" << p_membership << " transfer=" << p_transfer
-    << " down_hint=" << p_down_hint << " false_hint=" << p_false_hint << " chaos_ms=" << chaos_ms
+    << " down_hint=" << p_down_hint << " false_hint=" << p_false_hint
+    << " notify_commit=" << notify_commit << " chaos_ms=" << chaos_ms
     << " mutant=" << mutant_name(mutant);
   return o.str();
 }
@@ -338,6 +340,7 @@ class World {
     o.max_bytes_per_rpc = s_.max_bytes_per_rpc;
     o.max_inflight_appends = s_.max_inflight;
     o.snapshot_log_margin = s_.snapshot_margin;
+    o.notify_commit = s_.notify_commit;
     o.catchup_margin = 20;
     o.max_uncommitted_entries = kMaxUncommitted;
     o.catchup_timeout_ms = 2 * s_.election_timeout_ms;

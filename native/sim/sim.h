@@ -54,6 +54,7 @@ struct Scenario {
   // The runtime's peer_unreachable hints: each live replica is told of a crash with this
   // probability, and wrong hints (about live peers) arrive at this rate.
   double p_down_hint = 0.0, p_false_hint = 0.0;
+  bool notify_commit = false;  // Options::notify_commit
   double p_propose = 0.3, p_read = 0.2;
   uint64_t chaos_ms = 4000;        // faults happen in [0, chaos_ms)
   uint64_t liveness_bound_ms = 0;  // after healing; 0: derived from timeouts and latencies

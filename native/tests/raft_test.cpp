@@ -2170,6 +2170,25 @@ TEST(RaftBackpressure, ABatchStopsAtTheCapAndRefusesTheRest) {
   EXPECT_EQ(c.raft(0).last_index(), 4u);
 }
 
+// Followers learn a new commit index one round trip after it moves, not at the next
+// heartbeat (Options::notify_commit); without it they wait for the heartbeat.
+TEST(RaftReplication, FollowersHearOfCommitWithoutWaitingForAHeartbeat) {
+  for (bool notify : {true, false}) {
+    Cluster c(3, [&](Options& o) { o.notify_commit = notify; });
+    ASSERT_TRUE(c.elect(0));
+    c.heartbeat(0);
+    ASSERT_TRUE(c.propose(0, "x").status.ok());
+    c.deliver();  // no tick: no heartbeat
+    uint64_t commit = c.raft(0).commit_index();
+    for (int f : {1, 2}) {
+      if (notify)
+        EXPECT_EQ(c.raft(f).commit_index(), commit) << "follower " << f;
+      else
+        EXPECT_LT(c.raft(f).commit_index(), commit) << "follower " << f;
+    }
+  }
+}
+
 // A batch of proposals is one append and one AppendEntries per follower, committed whole.
 TEST(RaftReplication, ProposeBatchReplicatesInOneRound) {
   Cluster c(3);
