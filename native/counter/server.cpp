@@ -69,6 +69,9 @@ int main(int argc, char** argv) {
     o.raft.election_timeout_ms = static_cast<uint64_t>(timeout);
     o.raft.max_election_delay_ms = std::min<uint64_t>(static_cast<uint64_t>(timeout), 1000);
     o.snapshot_interval_s = static_cast<uint32_t>(snapshot_interval);
+    // Followers serve nothing here (they redirect), so they need not hear of each commit at
+    // once; as braft, they learn it from the next append or heartbeat.
+    o.raft.notify_commit = false;
     runtime::StateMachine sm;
     sm.apply = [state](const std::vector<core::Entry>& entries) {
       for (const auto& e : entries) {
