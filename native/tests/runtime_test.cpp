@@ -114,6 +114,12 @@ class RuntimeTest : public testing::Test {
     return node;
   }
 
+  // Replicas 0-2 of group "g" (applying into applied[0..2]); the leader's index, or -1.
+  int StartThree(Applied* applied) {
+    for (int i = 0; i < 3; ++i) nodes_.push_back(Start(i, "g", &applied[i]));
+    return WaitLeader(nodes_, 5s);
+  }
+
   // Host i goes away (sockets closed, nothing more written) and comes back on its port.
   void StopHost(int i) {
     nodes_[i].reset();
@@ -162,8 +168,7 @@ class RuntimeTest : public testing::Test {
 
 TEST_F(RuntimeTest, ElectsReplicatesSurvivesLeaderLossAndCatchesUp) {
   Applied applied[3];
-  for (int i = 0; i < 3; ++i) nodes_.push_back(Start(i, "g", &applied[i]));
-  int leader = WaitLeader(nodes_, 5s);
+  int leader = StartThree(applied);
   ASSERT_GE(leader, 0);
   EXPECT_EQ(nodes_[leader]->status().term, 2u);  // a new replica starts at term 1, as braft
   for (int k = 0; k < 50; ++k) {
@@ -192,8 +197,7 @@ TEST_F(RuntimeTest, ElectsReplicatesSurvivesLeaderLossAndCatchesUp) {
 // the old or the new leader acknowledged is applied, exactly once, on both survivors.
 TEST_F(RuntimeTest, LeaderLossUnderLoadLosesNoAcknowledgedWrite) {
   Applied applied[3];
-  for (int i = 0; i < 3; ++i) nodes_.push_back(Start(i, "g", &applied[i]));
-  int leader = WaitLeader(nodes_, 5s);
+  int leader = StartThree(applied);
   ASSERT_GE(leader, 0);
   std::mutex mu;
   std::vector<std::string> acked;
@@ -249,8 +253,7 @@ TEST_F(RuntimeTest, LeaderLossUnderLoadLosesNoAcknowledgedWrite) {
 TEST_F(RuntimeTest, FollowersForwardProposalsWhenAsked) {
   forward_ = true;
   Applied applied[3];
-  for (int i = 0; i < 3; ++i) nodes_.push_back(Start(i, "g", &applied[i]));
-  int leader = WaitLeader(nodes_, 5s);
+  int leader = StartThree(applied);
   ASSERT_GE(leader, 0);
   int follower = (leader + 1) % 3;
   auto end = std::chrono::steady_clock::now() + 5s;
@@ -266,8 +269,7 @@ TEST_F(RuntimeTest, FollowersForwardProposalsWhenAsked) {
 
 TEST_F(RuntimeTest, FollowersRefuseProposalsByDefault) {
   Applied applied[3];
-  for (int i = 0; i < 3; ++i) nodes_.push_back(Start(i, "g", &applied[i]));
-  int leader = WaitLeader(nodes_, 5s);
+  int leader = StartThree(applied);
   ASSERT_GE(leader, 0);
   EXPECT_EQ(Propose(*nodes_[(leader + 1) % 3], "x").code, core::Code::NotLeader);
 }
@@ -317,8 +319,7 @@ TEST_F(RuntimeTest, DataDirectoryIsLocked) {
 
 TEST_F(RuntimeTest, RaftStatAndUnknownGroups) {
   Applied applied[3];
-  for (int i = 0; i < 3; ++i) nodes_.push_back(Start(i, "g", &applied[i]));
-  int leader = WaitLeader(nodes_, 5s);
+  int leader = StartThree(applied);
   ASSERT_GE(leader, 0);
 
   asio::io_context io;
@@ -374,8 +375,7 @@ CliReply Cli(uint16_t port, const std::string& method, const google::protobuf::M
 
 TEST_F(RuntimeTest, CliServiceManagesTheGroup) {
   Applied applied[4];
-  for (int i = 0; i < 3; ++i) nodes_.push_back(Start(i, "g", &applied[i]));
-  int leader = WaitLeader(nodes_, 5s);
+  int leader = StartThree(applied);
   ASSERT_GE(leader, 0);
   std::string leader_id = Peer(ports_[leader]).to_string();
 
@@ -452,8 +452,7 @@ TEST_F(RuntimeTest, CliServiceManagesTheGroup) {
 // not in the new configuration steps down once it commits.
 TEST_F(RuntimeTest, ChangePeersReplacesTwoReplicas) {
   Applied applied[5];
-  for (int i = 0; i < 3; ++i) nodes_.push_back(Start(i, "g", &applied[i]));
-  int leader = WaitLeader(nodes_, 5s);
+  int leader = StartThree(applied);
   ASSERT_GE(leader, 0);
   ASSERT_TRUE(Propose(*nodes_[leader], "old").ok());
   for (int i = 3; i < 5; ++i) nodes_.push_back(StartNewcomer("g", &applied[i]));
@@ -505,8 +504,7 @@ CliReply Snapshot(uint16_t port, const std::string& group, const PeerId& peer) {
 // after compaction does the same; and every replica restarts from its own snapshot.
 TEST_F(RuntimeTest, CatchUpBySnapshotAfterCompaction) {
   Applied applied[4];
-  for (int i = 0; i < 3; ++i) nodes_.push_back(Start(i, "g", &applied[i]));
-  int leader = WaitLeader(nodes_, 5s);
+  int leader = StartThree(applied);
   ASSERT_GE(leader, 0);
   for (int k = 0; k < 20; ++k) ASSERT_TRUE(Propose(*nodes_[leader], "a" + std::to_string(k)).ok());
   int away = (leader + 1) % 3, other = (leader + 2) % 3;
@@ -558,8 +556,7 @@ TEST_F(RuntimeTest, CatchUpBySnapshotAfterCompaction) {
 // snapshot_log_threshold takes snapshots on its own as the log grows.
 TEST_F(RuntimeTest, SnapshotsByLogThreshold) {
   Applied applied[3];
-  for (int i = 0; i < 3; ++i) nodes_.push_back(Start(i, "g", &applied[i]));
-  int leader = WaitLeader(nodes_, 5s);
+  int leader = StartThree(applied);
   ASSERT_GE(leader, 0);
   // Restart the leader with a threshold of 50 entries.
   StopHost(leader);
@@ -658,8 +655,7 @@ TEST(FileService, SnapshotUris) {
 // itself and serves writes again (braft's unsafe recovery).
 TEST_F(RuntimeTest, ResetPeerRecoversFromQuorumLoss) {
   Applied applied[3];
-  for (int i = 0; i < 3; ++i) nodes_.push_back(Start(i, "g", &applied[i]));
-  int leader = WaitLeader(nodes_, 5s);
+  int leader = StartThree(applied);
   ASSERT_GE(leader, 0);
   ASSERT_TRUE(Propose(*nodes_[leader], "x").ok());
   int survivor = (leader + 1) % 3;
