@@ -36,8 +36,16 @@ export type NativeCallback = (kind: string, a: unknown, b: unknown, c: unknown) 
 export interface NativeHost {
   close(): void;
 }
+export interface ConfChange {
+  oldPeers: string[];
+  newPeers: string[];
+}
 export interface NativeNode {
   propose(data: Buffer): Promise<number>;
+  changeMembership(method: 'add_peer' | 'remove_peer' | 'change_peers', peers: string[]): Promise<ConfChange>;
+  transferLeader(peer: string): Promise<number>;
+  resetPeers(peers: string[]): Promise<number>;
+  readIndex(lease: boolean): Promise<number>;
   status(): NativeStatus | null;
   setApplied(index: number): void;
   close(): void;

@@ -6,7 +6,9 @@ import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { RaftError, fromNative } from './errors.js';
 import { parseConfiguration, parsePeerId } from './peer.js';
-import { binding, type NativeHost, type NativeNode, type NativeStatus } from './native.js';
+import { binding, type ConfChange, type NativeHost, type NativeNode, type NativeStatus } from './native.js';
+
+export type { ConfChange } from './native.js';
 
 /** A committed entry as the state machine sees it. */
 export interface Entry {
@@ -50,6 +52,14 @@ export interface RaftNodeOptions<R = unknown> {
 export interface ProposeOptions {
   signal?: AbortSignal;
   /** Reject with ERR_RAFT_TIMEOUT after this long (the entry may still be applied later). */
+  timeoutMs?: number;
+}
+
+export interface ReadBarrierOptions {
+  /** 'linearizable' (default): ReadIndex through the leader. 'lease': the leader's lease
+   *  when leaderLease is on and valid (assumes bounded clock drift), else as linearizable. */
+  consistency?: 'linearizable' | 'lease';
+  signal?: AbortSignal;
   timeoutMs?: number;
 }
 
@@ -173,6 +183,7 @@ export class RaftNode<R = unknown> extends EventEmitter<RaftNodeEvents> {
   #term = 0;
   #leaderId: string | null = null;
   #applied = 0;
+  #appliedWaiters: { index: number; resolve: () => void; reject: (e: unknown) => void }[] = [];
 
   constructor(options: RaftNodeOptions<R>) {
     super();
@@ -255,6 +266,88 @@ export class RaftNode<R = unknown> extends EventEmitter<RaftNodeEvents> {
     });
   }
 
+  /**
+   * Resolves once this replica has applied everything committed when the barrier was
+   * asked for: a read of local state after it sees every write acknowledged before.
+   */
+  async readBarrier(options: ReadBarrierOptions = {}): Promise<number> {
+    const { consistency = 'linearizable', signal, timeoutMs } = options;
+    if (consistency !== 'linearizable' && consistency !== 'lease')
+      throw new RaftError('ERR_RAFT_BAD_ARGUMENT', `consistency must be 'linearizable' or 'lease', got ${String(consistency)}`);
+    return this.#bounded(async () => {
+      const index = await this.#native().readIndex(consistency === 'lease').catch((e: unknown) => {
+        throw fromNative(e);
+      });
+      if (this.#applied < index)
+        await new Promise<void>((resolve, reject) => this.#appliedWaiters.push({ index, resolve, reject }));
+      return index;
+    }, signal, timeoutMs);
+  }
+
+  /** Adds a voter (it catches up first); resolves when the new configuration commits. */
+  async addPeer(peer: string, options: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<ConfChange> {
+    return this.#membership('add_peer', [parsePeerId(peer).toString()], options);
+  }
+  async removePeer(peer: string, options: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<ConfChange> {
+    return this.#membership('remove_peer', [parsePeerId(peer).toString()], options);
+  }
+  /** Replaces the configuration (joint consensus when two or more peers change). */
+  async changePeers(config: string, options: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<ConfChange> {
+    return this.#membership('change_peers', parseConfiguration(config).map(String), options);
+  }
+  /** Forces this replica's configuration, for quorum loss only: unsafe by design (braft). */
+  async resetPeers(config: string): Promise<void> {
+    const peers = parseConfiguration(config).map(String);
+    await this.#native().resetPeers(peers).catch((e: unknown) => { throw fromNative(e); });
+  }
+  /** Hands leadership to `peer` (or, without one, to the most up-to-date follower). */
+  async transferLeader(peer?: string): Promise<void> {
+    const target = peer === undefined ? '' : parsePeerId(peer).toString();
+    await this.#native().transferLeader(target).catch((e: unknown) => { throw fromNative(e); });
+  }
+
+  #native(): NativeNode {
+    if (this.#state !== 'running' || !this.#node)
+      throw new RaftError('ERR_RAFT_SHUTDOWN', `node ${this.id} is not running`);
+    return this.#node;
+  }
+
+  #membership(method: 'add_peer' | 'remove_peer' | 'change_peers', peers: string[],
+    options: { signal?: AbortSignal; timeoutMs?: number }): Promise<ConfChange> {
+    return this.#bounded(() => this.#native().changeMembership(method, peers).catch((e: unknown) => {
+      throw fromNative(e);
+    }), options.signal, options.timeoutMs);
+  }
+
+  // Runs `work`, rejecting early on abort or after timeoutMs (the work itself goes on).
+  #bounded<T>(work: () => Promise<T>, signal?: AbortSignal, timeoutMs?: number): Promise<T> {
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    if (timeoutMs !== undefined && (!Number.isFinite(timeoutMs) || timeoutMs <= 0))
+      return Promise.reject(new RaftError('ERR_RAFT_BAD_ARGUMENT', `timeoutMs must be a positive number, got ${timeoutMs}`));
+    return new Promise<T>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const onAbort = (): void => done(() => reject(signal?.reason));
+      let settled = false;
+      const done = (f: () => void): void => {
+        if (settled) return;
+        settled = true;
+        if (timer) clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        f();
+      };
+      if (timeoutMs !== undefined)
+        timer = setTimeout(() => done(() => reject(new RaftError('ERR_RAFT_TIMEOUT', `not done within ${timeoutMs} ms`))), timeoutMs);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      let started: Promise<T>;
+      try {
+        started = work();
+      } catch (e) {
+        return done(() => reject(e));
+      }
+      started.then((v) => done(() => resolve(v)), (e: unknown) => done(() => reject(e)));
+    });
+  }
+
   status(): RaftStatus {
     const s = this.#node?.status();
     if (!s) throw new RaftError('ERR_RAFT_SHUTDOWN', `node ${this.id} is not running`);
@@ -280,6 +373,9 @@ export class RaftNode<R = unknown> extends EventEmitter<RaftNodeEvents> {
 
   #rejectAll(err: RaftError): void {
     for (const p of [...this.#pending.values()]) p.reject(err);
+    const waiters = this.#appliedWaiters;
+    this.#appliedWaiters = [];
+    for (const w of waiters) w.reject(err);
   }
 
   #onNative(kind: string, a: unknown, b: unknown, c: unknown): void {
@@ -322,6 +418,11 @@ export class RaftNode<R = unknown> extends EventEmitter<RaftNodeEvents> {
     }
     this.#applied = lastIndex;
     this.#node?.setApplied(lastIndex);
+    if (this.#appliedWaiters.length > 0) {
+      const ready = this.#appliedWaiters.filter((w) => w.index <= lastIndex);
+      this.#appliedWaiters = this.#appliedWaiters.filter((w) => w.index > lastIndex);
+      for (const w of ready) w.resolve();
+    }
   }
 
   #onRole(role: Role, term: number, leader: string): void {

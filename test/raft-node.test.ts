@@ -145,6 +145,50 @@ describe('RaftNode (one process)', function () {
     await until('replayed', () => again.value === 10);
   });
 
+  it('readBarrier on a follower sees every write acknowledged before it', async () => {
+    const ports = [base + 50, base + 51, base + 52];
+    const sms = [new Counter(), new Counter(), new Counter()];
+    nodes = ports.map((_, i) => make(ports, i, sms[i]));
+    await Promise.all(nodes.map((n) => n.start()));
+    await until('leader', () => leaderOf(nodes) !== undefined);
+    const leader = leaderOf(nodes)!;
+    const i = nodes.findIndex((n) => n !== leader);
+    for (let k = 0; k < 10; k++) {
+      await leader.propose(inc(1));
+      await nodes[i]!.readBarrier();
+      assert.equal(sms[i]!.value, k + 1);
+    }
+    const index = await leader.readBarrier({ consistency: 'lease' });  // leases off: ReadIndex
+    assert.ok(index >= 10);
+    await assert.rejects(leader.readBarrier({ consistency: 'nope' as never }),
+      (e: unknown) => e instanceof RaftError && e.code === 'ERR_RAFT_BAD_ARGUMENT');
+  });
+
+  it('adds, transfers to and removes a replica', async () => {
+    const ports = [base + 60, base + 61, base + 62, base + 63];
+    const three = ports.slice(0, 3);
+    const sms = ports.map(() => new Counter());
+    nodes = three.map((_, i) => make(three, i, sms[i]));
+    await Promise.all(nodes.map((n) => n.start()));
+    await until('leader', () => leaderOf(nodes) !== undefined);
+    const leader = leaderOf(nodes)!;
+    await leader.propose(inc(7));
+    // The newcomer starts knowing the configuration it will be part of.
+    const fourth = make(ports, 3, sms[3]);
+    nodes.push(fourth);
+    await fourth.start();
+    const added = await leader.addPeer(fourth.id, { timeoutMs: 10_000 });
+    assert.equal(added.oldPeers.length, 3);
+    assert.equal(added.newPeers.length, 4);
+    await until('newcomer caught up', () => sms[3]!.value === 7);
+    await leader.transferLeader(fourth.id);
+    await until('newcomer leads', () => fourth.isLeader);
+    const removed = await fourth.removePeer(leader.id);
+    assert.deepEqual(removed.newPeers.length, 3);
+    assert.equal(await fourth.propose(inc(1)), 8);
+    await assert.rejects(fourth.addPeer('not a peer'), (e: unknown) => e instanceof RaftError && e.code === 'ERR_RAFT_BAD_CONFIG');
+  });
+
   it('rejects bad options with ERR_RAFT_BAD_CONFIG', () => {
     const ok = { group: 'g', config: '127.0.0.1:9000:0', port: 9000, dir: '/tmp/x', stateMachine: new Counter() };
     const cases: [string, Record<string, unknown>][] = [

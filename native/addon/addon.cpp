@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <variant>
 
@@ -27,7 +28,8 @@ struct Settle {
   std::unique_ptr<Napi::Promise::Deferred> deferred;
   core::Status status;
   std::string leader;  // for NotLeader
-  uint64_t index = 0;
+  uint64_t index = 0;  // resolved with this number, unless conf is set
+  std::optional<std::pair<core::PeerList, core::PeerList>> conf;  // (old, new) peers
 };
 struct RoleChange {
   core::Role role;
@@ -64,6 +66,12 @@ Napi::Error make_error(Napi::Env env, const char* code, const std::string& messa
   return e;
 }
 
+Napi::Array peer_array(Napi::Env env, const core::PeerList& peers) {
+  Napi::Array a = Napi::Array::New(env, peers.size());
+  for (size_t i = 0; i < peers.size(); ++i) a.Set(i, peers[i].to_string());
+  return a;
+}
+
 void put_le(std::string& out, uint64_t v, int bytes) {
   for (int i = 0; i < bytes; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
 }
@@ -98,9 +106,14 @@ void call_js(Napi::Env env, Napi::Function callback, Context* ctx, Item* raw) {
                          Napi::Number::New(env, static_cast<double>(it.last_index))});
         } else if constexpr (std::is_same_v<T, Settle>) {
           ctx->settled(env);
-          if (it.status.ok())
+          if (it.status.ok() && it.conf) {
+            Napi::Object r = Napi::Object::New(env);
+            r.Set("oldPeers", peer_array(env, it.conf->first));
+            r.Set("newPeers", peer_array(env, it.conf->second));
+            it.deferred->Resolve(r);
+          } else if (it.status.ok()) {
             it.deferred->Resolve(Napi::Number::New(env, static_cast<double>(it.index)));
-          else
+          } else
             it.deferred->Reject(
                 make_error(env, error_code(it.status.code), it.status.message, it.leader).Value());
         } else if constexpr (std::is_same_v<T, RoleChange>) {
@@ -146,8 +159,13 @@ class Node : public Napi::ObjectWrap<Node> {
   static Napi::Function Init(Napi::Env env) {
     return DefineClass(
         env, "Node",
-        {InstanceMethod<&Node::Propose>("propose"), InstanceMethod<&Node::Status>("status"),
-         InstanceMethod<&Node::SetApplied>("setApplied"), InstanceMethod<&Node::Close>("close")});
+        {InstanceMethod<&Node::Propose>("propose"),
+         InstanceMethod<&Node::ChangeMembership>("changeMembership"),
+         InstanceMethod<&Node::TransferLeader>("transferLeader"),
+         InstanceMethod<&Node::ResetPeers>("resetPeers"),
+         InstanceMethod<&Node::ReadIndex>("readIndex"), InstanceMethod<&Node::Snapshot>("snapshot"),
+         InstanceMethod<&Node::Status>("status"), InstanceMethod<&Node::SetApplied>("setApplied"),
+         InstanceMethod<&Node::Close>("close")});
   }
 
   // new Node(host, options, callback)
@@ -212,34 +230,109 @@ class Node : public Napi::ObjectWrap<Node> {
     }
   }
 
-  // propose(buffer) -> Promise<index>: settled once the entry is committed and handed to
-  // the state machine here (or refused).
-  Napi::Value Propose(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
+  // A promise settled from the host thread, through the queue, exactly once.
+  class Later {
+   public:
+    Later(Tsfn tsfn, std::unique_ptr<Napi::Promise::Deferred> d, std::shared_ptr<runtime::Node> n)
+        : tsfn_(tsfn), deferred_(std::move(d)), node_(std::move(n)) {}
+    void settle(core::Status st, uint64_t index,
+                std::optional<std::pair<core::PeerList, core::PeerList>> conf = std::nullopt) {
+      if (!deferred_) return;
+      auto item = std::make_unique<Item>(
+          Settle{std::move(deferred_), std::move(st), "", index, std::move(conf)});
+      auto& s = std::get<Settle>(*item);
+      if (s.status.code == core::Code::NotLeader)
+        if (auto leader = node_->status().leader; !leader.empty()) s.leader = leader.to_string();
+      if (tsfn_.NonBlockingCall(item.get()) == napi_ok) item.release();
+    }
+
+   private:
+    Tsfn tsfn_;
+    std::unique_ptr<Napi::Promise::Deferred> deferred_;
+    std::shared_ptr<runtime::Node> node_;
+  };
+
+  template <typename Start>
+  Napi::Value settle_later(Napi::Env env, Start&& start) {
     auto deferred = std::make_unique<Napi::Promise::Deferred>(env);
     Napi::Promise promise = deferred->Promise();
     if (!node_) {
       deferred->Reject(make_error(env, "ERR_RAFT_SHUTDOWN", "the node is closed").Value());
       return promise;
     }
+    ctx_->hold(env);
+    start(std::make_shared<Later>(tsfn_, std::move(deferred), node_));
+    return promise;
+  }
+
+  static core::PeerList peers_of(Napi::Env env, Napi::Value v) {
+    core::PeerList out;
+    Napi::Array a = v.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); ++i) {
+      std::string text = a.Get(i).As<Napi::String>();
+      auto id = core::PeerId::parse(text);
+      if (!id) throw make_error(env, "ERR_RAFT_BAD_ARGUMENT", "malformed peer id " + text);
+      core::insert_sorted(out, *id);
+    }
+    return out;
+  }
+
+  // propose(buffer) -> Promise<index>: settled once the entry is committed and handed to
+  // the state machine here (or refused).
+  Napi::Value Propose(const Napi::CallbackInfo& info) {
     auto buf = info[0].As<Napi::Buffer<char>>();
     std::string data(buf.Data(), buf.Length());
-    // The deferred travels to the host thread and back through the queue.
-    auto* held = deferred.release();
-    Tsfn tsfn = tsfn_;
-    ctx_->hold(env);
-    node_->propose(
-        std::move(data), [tsfn, held, node = node_](core::Status st, uint64_t index) mutable {
-          auto item = std::make_unique<Item>(
-              Settle{std::unique_ptr<Napi::Promise::Deferred>(held), std::move(st), "", index});
-          auto& s = std::get<Settle>(*item);
-          if (s.status.code == core::Code::NotLeader) {
-            auto leader = node->status().leader;
-            if (!leader.empty()) s.leader = leader.to_string();
-          }
-          if (tsfn.NonBlockingCall(item.get()) == napi_ok) item.release();
-        });
-    return promise;
+    return settle_later(info.Env(), [&](std::shared_ptr<Later> later) {
+      node_->propose(std::move(data),
+                     [later](core::Status st, uint64_t index) { later->settle(st, index); });
+    });
+  }
+
+  // changeMembership('add_peer' | 'remove_peer' | 'change_peers', peers[]) ->
+  // Promise<{oldPeers, newPeers}>, settled when the change commits.
+  Napi::Value ChangeMembership(const Napi::CallbackInfo& info) {
+    std::string method = info[0].As<Napi::String>();
+    auto peers = peers_of(info.Env(), info[1]);
+    return settle_later(info.Env(), [&](std::shared_ptr<Later> later) {
+      node_->change_membership(method, peers, [later](const core::ConfChangeResult& r) {
+        later->settle(r.status, 0, std::make_pair(r.old_conf.peers, r.new_conf.peers));
+      });
+    });
+  }
+  // transferLeader(peer | '') -> Promise<void>; '' lets the engine pick (ANY_PEER).
+  Napi::Value TransferLeader(const Napi::CallbackInfo& info) {
+    std::string text = info[0].As<Napi::String>();
+    core::PeerId target;
+    if (!text.empty()) {
+      auto id = core::PeerId::parse(text);
+      if (!id) throw make_error(info.Env(), "ERR_RAFT_BAD_ARGUMENT", "malformed peer id " + text);
+      target = *id;
+    }
+    return settle_later(info.Env(), [&](std::shared_ptr<Later> later) {
+      node_->transfer_leadership(target, [later](core::Status st) { later->settle(st, 0); });
+    });
+  }
+  Napi::Value ResetPeers(const Napi::CallbackInfo& info) {
+    auto peers = peers_of(info.Env(), info[0]);
+    return settle_later(info.Env(), [&](std::shared_ptr<Later> later) {
+      node_->reset_peers(peers, [later](core::Status st) { later->settle(st, 0); });
+    });
+  }
+  // readIndex(lease) -> Promise<index>
+  Napi::Value ReadIndex(const Napi::CallbackInfo& info) {
+    bool lease = info[0].As<Napi::Boolean>();
+    return settle_later(info.Env(), [&](std::shared_ptr<Later> later) {
+      node_->read_index(lease,
+                        [later](core::Status st, uint64_t index) { later->settle(st, index); });
+    });
+  }
+  Napi::Value Snapshot(const Napi::CallbackInfo& info) {
+    return settle_later(info.Env(), [&](std::shared_ptr<Later> later) {
+      node_->snapshot([later](storage::Status st) {
+        later->settle(
+            st.ok() ? core::Status{} : core::Status{core::Code::InvalidArgument, st.message}, 0);
+      });
+    });
   }
 
   Napi::Value Status(const Napi::CallbackInfo& info) {

@@ -200,6 +200,9 @@ void Node::fail(const std::string& why) {
   if (copier_) copier_->cancel();
   for (auto& done : snapshot_waiters_) done({storage::Code::Io, why});
   snapshot_waiters_.clear();
+  auto reads = std::move(reads_);
+  reads_.clear();
+  for (auto& [ctx, done] : reads) done({core::Code::Shutdown, why}, 0);
   auto changes = std::move(conf_changes_);
   conf_changes_.clear();
   for (auto& [id, done] : changes)
@@ -246,6 +249,13 @@ void Node::drain() {
                           e.index);
         proposals_.erase(it);
       }
+    }
+    for (const auto& r : rd.reads) {
+      auto it = reads_.find(r.ctx);
+      if (it == reads_.end()) continue;
+      auto done = std::move(it->second);
+      reads_.erase(it);
+      done(r.status, r.index);
     }
     if (rd.install_snapshot) start_install(*rd.install_snapshot);
     if ((rd.role_changed || rd.leader_changed) && sm_.on_role)
@@ -424,6 +434,55 @@ void Node::snapshot(std::function<void(storage::Status)> done) {
 }
 
 uint64_t Node::snapshot_index() { return published_index_; }
+
+void Node::change_membership(std::string method, core::PeerList peers, ConfDone done) {
+  auto shared = std::make_shared<ConfDone>(std::move(done));
+  bool posted = gate_->post(
+      [self = shared_from_this(), method = std::move(method), peers = std::move(peers), shared] {
+        if (self->failed_)
+          return (*shared)({0, {core::Code::Shutdown, "node is not active"}, {}, {}});
+        if (method != "change_peers" && peers.size() != 1)
+          return (*shared)({0, {core::Code::InvalidArgument, method + " takes one peer"}, {}, {}});
+        self->change_conf(method, peers, *shared);
+      });
+  if (!posted) (*shared)({0, {core::Code::Shutdown, "the node host is gone"}, {}, {}});
+}
+
+void Node::transfer_leadership(core::PeerId target, StatusDone done) {
+  auto shared = std::make_shared<StatusDone>(std::move(done));
+  bool posted = gate_->post([self = shared_from_this(), target, shared] {
+    if (self->failed_) return (*shared)({core::Code::Shutdown, "node is not active"});
+    auto st = self->core_->transfer_leader(target, now_ms());
+    self->drain();
+    (*shared)(st);
+  });
+  if (!posted) (*shared)({core::Code::Shutdown, "the node host is gone"});
+}
+
+void Node::reset_peers(core::PeerList peers, StatusDone done) {
+  auto shared = std::make_shared<StatusDone>(std::move(done));
+  bool posted = gate_->post([self = shared_from_this(), peers = std::move(peers), shared] {
+    if (self->failed_) return (*shared)({core::Code::Shutdown, "node is not active"});
+    auto st = self->core_->reset_peers(peers, now_ms());
+    self->drain();
+    (*shared)(st);
+  });
+  if (!posted) (*shared)({core::Code::Shutdown, "the node host is gone"});
+}
+
+void Node::read_index(bool lease, ReadDone done) {
+  auto shared = std::make_shared<ReadDone>(std::move(done));
+  bool posted = gate_->post([self = shared_from_this(), lease, shared] {
+    if (self->failed_) return (*shared)({core::Code::Shutdown, "node is not active"}, 0);
+    uint64_t now = now_ms();
+    if (lease && self->core_->lease_valid(now)) return (*shared)({}, self->core_->commit_index());
+    uint64_t ctx = self->next_read_++;
+    self->reads_[ctx] = std::move(*shared);
+    self->core_->read_index(ctx, now);
+    self->drain();
+  });
+  if (!posted) (*shared)({core::Code::Shutdown, "the node host is gone"}, 0);
+}
 
 void Node::start_snapshot() {
   uint64_t index = core_->applied_index();

@@ -101,6 +101,22 @@ class Node : public std::enable_shared_from_this<Node> {
   // The index of the newest published snapshot (0: none). Thread-safe.
   uint64_t snapshot_index();
 
+  // Membership, as braft's CliService does it on this node. Thread-safe; `done` runs on the
+  // host's thread. "add_peer" and "remove_peer" take one peer, "change_peers" the new set;
+  // answered when the change commits (or fails) with the old and new configurations.
+  using ConfDone = std::function<void(const core::ConfChangeResult&)>;
+  void change_membership(std::string method, core::PeerList peers, ConfDone done);
+  using StatusDone = std::function<void(core::Status)>;
+  // An empty target: any peer (braft's ANY_PEER). Answered when the transfer starts.
+  void transfer_leadership(core::PeerId target, StatusDone done);
+  // braft's reset_peers: forced, local, unsafe by design (quorum loss only).
+  void reset_peers(core::PeerList peers, StatusDone done);
+  // A read barrier: `done` gets an index such that a read after applying it is
+  // linearizable (ReadIndex through the leader), or, with `lease` and a valid leader lease
+  // here, the commit index at once.
+  using ReadDone = std::function<void(core::Status, uint64_t index)>;
+  void read_index(bool lease, ReadDone done);
+
   struct Key {};
   Node(Key, NodeHost& host, NodeOptions opt, StateMachine sm);
   ~Node();
@@ -165,6 +181,8 @@ class Node : public std::enable_shared_from_this<Node> {
   std::vector<Queued> queued_;
   bool flush_scheduled_ = false;
   std::map<uint64_t, CliDone> conf_changes_;  // by change id
+  std::map<uint64_t, ReadDone> reads_;        // by read ctx
+  uint64_t next_read_ = 1;
   uint64_t next_change_ = 1;
   bool failed_ = false;
   // Snapshots (host thread).
