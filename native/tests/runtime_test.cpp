@@ -267,6 +267,41 @@ TEST_F(RuntimeTest, FollowersForwardProposalsWhenAsked) {
   EXPECT_EQ(applied[follower].get(), applied[leader].get());
 }
 
+// The thread-safe calls the Node binding uses: read barriers and membership.
+TEST_F(RuntimeTest, ReadIndexAndMembershipFromAnyThread) {
+  Applied applied[3];
+  int leader = StartThree(applied);
+  ASSERT_GE(leader, 0);
+  for (int k = 0; k < 5; ++k) ASSERT_TRUE(Propose(*nodes_[leader], "r").ok());
+  uint64_t commit = nodes_[leader]->status().commit_index;
+  int follower = (leader + 1) % 3;
+  auto end = std::chrono::steady_clock::now() + 5s;
+  while (nodes_[follower]->status().leader.empty() && std::chrono::steady_clock::now() < end)
+    std::this_thread::sleep_for(10ms);
+  std::promise<std::pair<core::Status, uint64_t>> read;
+  nodes_[follower]->read_index(false, [&](core::Status st, uint64_t i) {
+    read.set_value({st, i});
+  });
+  auto [st, index] = read.get_future().get();
+  ASSERT_TRUE(st.ok()) << st.message;
+  EXPECT_GE(index, commit);
+
+  std::promise<core::ConfChangeResult> bad;
+  nodes_[leader]->change_membership("add_peer", {},
+                                    [&](const core::ConfChangeResult& r) { bad.set_value(r); });
+  EXPECT_EQ(bad.get_future().get().status.code, core::Code::InvalidArgument);
+  std::promise<core::ConfChangeResult> removed;
+  nodes_[leader]->change_membership("remove_peer", {Peer(ports_[follower])},
+                                    [&](const core::ConfChangeResult& r) { removed.set_value(r); });
+  auto r = removed.get_future().get();
+  ASSERT_TRUE(r.status.ok()) << r.status.message;
+  EXPECT_EQ(r.new_conf.peers.size(), 2u);
+  std::promise<core::Status> moved;
+  nodes_[leader]->transfer_leadership(Peer(ports_[3 - leader - follower]),
+                                      [&](core::Status s) { moved.set_value(s); });
+  EXPECT_TRUE(moved.get_future().get().ok());
+}
+
 TEST_F(RuntimeTest, FollowersRefuseProposalsByDefault) {
   Applied applied[3];
   int leader = StartThree(applied);
