@@ -149,6 +149,15 @@ class RuntimeTest : public testing::Test {
     return done.get_future().get();
   }
 
+  static bool WaitKnowsLeader(Node& n, std::chrono::milliseconds within) {
+    auto end = std::chrono::steady_clock::now() + within;
+    while (n.status().leader.empty()) {
+      if (std::chrono::steady_clock::now() >= end) return false;
+      std::this_thread::sleep_for(10ms);
+    }
+    return true;
+  }
+
   static bool WaitApplied(Applied& a, size_t n, std::chrono::milliseconds within) {
     auto end = std::chrono::steady_clock::now() + within;
     while (std::chrono::steady_clock::now() < end) {
@@ -256,9 +265,7 @@ TEST_F(RuntimeTest, FollowersForwardProposalsWhenAsked) {
   int leader = StartThree(applied);
   ASSERT_GE(leader, 0);
   int follower = (leader + 1) % 3;
-  auto end = std::chrono::steady_clock::now() + 5s;
-  while (nodes_[follower]->status().leader.empty() && std::chrono::steady_clock::now() < end)
-    std::this_thread::sleep_for(10ms);
+  ASSERT_TRUE(WaitKnowsLeader(*nodes_[follower], 5s));
   for (int k = 0; k < 10; ++k) {
     auto st = Propose(*nodes_[follower], "f" + std::to_string(k));
     ASSERT_TRUE(st.ok()) << st.message;
@@ -275,9 +282,7 @@ TEST_F(RuntimeTest, ReadIndexAndMembershipFromAnyThread) {
   for (int k = 0; k < 5; ++k) ASSERT_TRUE(Propose(*nodes_[leader], "r").ok());
   uint64_t commit = nodes_[leader]->status().commit_index;
   int follower = (leader + 1) % 3;
-  auto end = std::chrono::steady_clock::now() + 5s;
-  while (nodes_[follower]->status().leader.empty() && std::chrono::steady_clock::now() < end)
-    std::this_thread::sleep_for(10ms);
+  ASSERT_TRUE(WaitKnowsLeader(*nodes_[follower], 5s));
   std::promise<std::pair<core::Status, uint64_t>> read;
   nodes_[follower]->read_index(false, [&](core::Status st, uint64_t i) {
     read.set_value({st, i});
