@@ -14,6 +14,8 @@ export interface NativeNodeOptions {
   maxUncommittedEntries: number;
   snapshotIntervalS: number;
   snapshotLogThreshold: number;
+  /** The state machine takes and restores snapshots ('save' and 'load' callbacks). */
+  snapshots: boolean;
 }
 
 export interface NativeStatus {
@@ -30,7 +32,8 @@ export interface NativeStatus {
   peers: { id: string; matchIndex: number; nextIndex: number; lastContactMs: number; state: string }[];
 }
 
-/** ('apply', packed, count, lastIndex) or ('role', role, term, leaderId). */
+/** ('apply', packed, count, lastIndex), ('role', role, term, leaderId), ('save', dir,
+ *  token) or ('load', dir, index). */
 export type NativeCallback = (kind: string, a: unknown, b: unknown, c: unknown) => void;
 
 export interface NativeHost {
@@ -46,6 +49,8 @@ export interface NativeNode {
   transferLeader(peer: string): Promise<number>;
   resetPeers(peers: string[]): Promise<number>;
   readIndex(lease: boolean): Promise<number>;
+  snapshot(): Promise<number>;
+  snapshotDone(token: number, error?: string): void;
   status(): NativeStatus | null;
   setApplied(index: number): void;
   close(): void;

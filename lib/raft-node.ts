@@ -4,6 +4,8 @@
 // machine on the event loop. A blocked event loop delays applying, never consensus.
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { RaftError, fromNative } from './errors.js';
 import { parseConfiguration, parsePeerId } from './peer.js';
 import { binding, type ConfChange, type NativeHost, type NativeNode, type NativeStatus } from './native.js';
@@ -17,10 +19,52 @@ export interface Entry {
   readonly data: Buffer;
 }
 
+/** Where a snapshot's files go: plain names inside one directory. */
+export class SnapshotWriter {
+  constructor(readonly dir: string) {}
+  path(name: string): string {
+    return join(this.dir, checkName(name));
+  }
+  writeFile(name: string, data: string | Uint8Array): Promise<void> {
+    return writeFile(this.path(name), data);
+  }
+}
+
+/** A snapshot to restore from (its files' checksums were verified). */
+export class SnapshotReader {
+  constructor(readonly dir: string, readonly index: number) {}
+  path(name: string): string {
+    return join(this.dir, checkName(name));
+  }
+  readFile(name: string): Promise<Buffer> {
+    return readFile(this.path(name));
+  }
+}
+
+function checkName(name: string): string {
+  if (!/^[^/\\]+$/.test(name) || name === '.' || name === '..' || name === '__raft_snapshot_meta')
+    throw new RaftError('ERR_RAFT_BAD_ARGUMENT', `snapshot file name must be a plain file name, got ${JSON.stringify(name)}`);
+  return name;
+}
+
+export interface SnapshotEvent {
+  /** The last entry the snapshot covers. */
+  index: number;
+  /** From the capture to the last file written. */
+  durationMs: number;
+}
+
 /** The application's replicated state. Every method runs on the event loop. */
 export interface StateMachine<R = unknown> {
   /** Committed entries, in log order; synchronous; one result per entry. */
   apply(entries: readonly Entry[]): R[];
+  /**
+   * Captures the state synchronously (before returning or awaiting anything) and writes it
+   * into `writer`, possibly asynchronously while applies continue. Optional, with restore.
+   */
+  snapshot?(writer: SnapshotWriter): void | Promise<void>;
+  /** Replaces the whole state with a snapshot's; nothing is applied until it finishes. */
+  restore?(reader: SnapshotReader): void | Promise<void>;
   onLeaderStart?(term: number): void;
   onLeaderStop?(): void;
   /** The replica stopped because of `err` (e.g. apply threw: ERR_RAFT_STATE_MACHINE). */
@@ -70,6 +114,7 @@ export interface RaftNodeEvents {
   role: [role: Role, term: number];
   leader: [leaderId: string | null, term: number];
   error: [err: RaftError];
+  snapshot: [info: SnapshotEvent];
 }
 
 // Every proposal carries a small header so that the replica that proposed it recognises
@@ -144,6 +189,9 @@ function validate<R>(o: RaftNodeOptions<R>): Validated {
   const sm = o.stateMachine as Partial<StateMachine<R>> | undefined;
   if (typeof sm !== 'object' || sm === null || typeof sm.apply !== 'function')
     bad('stateMachine must be an object with an apply(entries) method');
+  const snapshots = typeof sm.snapshot === 'function';
+  if (snapshots !== (typeof sm.restore === 'function'))
+    bad('stateMachine must have both snapshot(writer) and restore(reader), or neither');
   const electionTimeoutMs = integer('electionTimeoutMs', o.electionTimeoutMs, 10, 600_000, 1000);
   const maxElectionDelayMs = integer('maxElectionDelayMs', o.maxElectionDelayMs, 0, 600_000,
     Math.min(electionTimeoutMs, 1000));
@@ -163,6 +211,7 @@ function validate<R>(o: RaftNodeOptions<R>): Validated {
       maxUncommittedEntries: integer('maxUncommittedEntries', o.maxUncommittedEntries, 0, 1e9, 100_000),
       snapshotIntervalS: integer('snapshotIntervalS', o.snapshotIntervalS, 0, 1e7, 0),
       snapshotLogThreshold: integer('snapshotLogThreshold', o.snapshotLogThreshold, 0, 1e12, 0),
+      snapshots,
     },
   };
 }
@@ -184,6 +233,9 @@ export class RaftNode<R = unknown> extends EventEmitter<RaftNodeEvents> {
   #leaderId: string | null = null;
   #applied = 0;
   #appliedWaiters: { index: number; resolve: () => void; reject: (e: unknown) => void }[] = [];
+  // While a restore runs, batches wait here (they come after it in the log).
+  #restoring = false;
+  #backlog: [Buffer, number, number][] = [];
 
   constructor(options: RaftNodeOptions<R>) {
     super();
@@ -380,8 +432,12 @@ export class RaftNode<R = unknown> extends EventEmitter<RaftNodeEvents> {
 
   #onNative(kind: string, a: unknown, b: unknown, c: unknown): void {
     if (this.#state !== 'running') return;
-    if (kind === 'apply') this.#apply(a as Buffer, b as number, c as number);
-    else if (kind === 'role') this.#onRole(a as Role, b as number, c as string);
+    if (kind === 'apply') {
+      if (this.#restoring) this.#backlog.push([a as Buffer, b as number, c as number]);
+      else this.#apply(a as Buffer, b as number, c as number);
+    } else if (kind === 'role') this.#onRole(a as Role, b as number, c as string);
+    else if (kind === 'save') this.#save(a as string, b as number);
+    else if (kind === 'load') this.#restore(a as string, b as number);
   }
 
   #apply(packed: Buffer, count: number, lastIndex: number): void {
@@ -416,12 +472,66 @@ export class RaftNode<R = unknown> extends EventEmitter<RaftNodeEvents> {
         if (seq !== undefined) this.#pending.get(seq)?.resolve(results[i] as R);
       }
     }
-    this.#applied = lastIndex;
-    this.#node?.setApplied(lastIndex);
+    this.#appliedUpTo(lastIndex);
+  }
+
+  #appliedUpTo(index: number): void {
+    this.#applied = Math.max(this.#applied, index);
+    this.#node?.setApplied(this.#applied);
     if (this.#appliedWaiters.length > 0) {
-      const ready = this.#appliedWaiters.filter((w) => w.index <= lastIndex);
-      this.#appliedWaiters = this.#appliedWaiters.filter((w) => w.index > lastIndex);
+      const ready = this.#appliedWaiters.filter((w) => w.index <= this.#applied);
+      this.#appliedWaiters = this.#appliedWaiters.filter((w) => w.index > this.#applied);
       for (const w of ready) w.resolve();
+    }
+  }
+
+  /** Takes a snapshot now; resolves once it is durable (and the log below it may go). */
+  async snapshot(): Promise<void> {
+    if (!this.#options.native.snapshots)
+      throw new RaftError('ERR_RAFT_BAD_ARGUMENT', 'the state machine has no snapshot() and restore()');
+    await this.#native().snapshot().catch((e: unknown) => { throw fromNative(e); });
+  }
+
+  #save(dir: string, token: number): void {
+    const node = this.#node;
+    const sm = this.#sm;
+    if (!node || !sm.snapshot) return;
+    const index = this.#applied;
+    const started = performance.now();
+    const fail = (e: unknown): void => node.snapshotDone(token, String(e));
+    try {
+      Promise.resolve(sm.snapshot(new SnapshotWriter(dir))).then(() => {
+        node.snapshotDone(token);
+        this.emit('snapshot', { index, durationMs: performance.now() - started });
+      }, fail);
+    } catch (e) {
+      fail(e);
+    }
+  }
+
+  #restore(dir: string, index: number): void {
+    const sm = this.#sm;
+    if (!sm.restore) return;
+    const done = (): void => {
+      this.#restoring = false;
+      this.#appliedUpTo(index);
+      const backlog = this.#backlog;
+      this.#backlog = [];
+      for (const [packed, count, last] of backlog) {
+        if (this.#state !== 'running') return;
+        if (this.#restoring) return void this.#backlog.push([packed, count, last]);
+        this.#apply(packed, count, last);
+      }
+    };
+    const failed = (cause: unknown): void =>
+      this.#fail(new RaftError('ERR_RAFT_STATE_MACHINE', `restore from ${dir} failed: ${String(cause)}`, { cause }));
+    this.#restoring = true;
+    try {
+      const r = sm.restore(new SnapshotReader(dir, index));
+      if (r instanceof Promise) r.then(done, failed);
+      else done();
+    } catch (e) {
+      failed(e);
     }
   }
 

@@ -203,3 +203,75 @@ describe('RaftNode (one process)', function () {
         (e: unknown) => e instanceof RaftError && e.code === 'ERR_RAFT_BAD_CONFIG' && e.message.length > 10, what);
   });
 });
+
+/** A counter that snapshots its value (written asynchronously, after a synchronous capture). */
+class SnapCounter extends Counter {
+  restored: number[] = [];
+  snapshot(w: import('../lib/index.js').SnapshotWriter): Promise<void> {
+    const value = this.value; // captured now; applies may continue while it is written
+    return w.writeFile('value', String(value));
+  }
+  async restore(r: import('../lib/index.js').SnapshotReader): Promise<void> {
+    this.value = Number((await r.readFile('value')).toString());
+    this.restored.push(r.index);
+  }
+}
+
+describe('RaftNode snapshots (one process)', function () {
+  this.timeout(30_000);
+  let dir = '';
+  const base = 41000 + Math.floor(Math.random() * 10000);
+  let nodes: RaftNode<number>[] = [];
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'raftsnap-'));
+  });
+  afterEach(async () => {
+    for (const n of nodes) await n.close();
+    nodes = [];
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const make = (ports: number[], i: number, sm: SnapCounter, extra = {}) =>
+    new RaftNode<number>({
+      group: 'g', config: ports.map((p) => `127.0.0.1:${p}:0`).join(','), port: ports[i] ?? 0,
+      dir: join(dir, String(i)), stateMachine: sm, electionTimeoutMs: 300, ...extra,
+    });
+
+  it('compacts, sends a snapshot to a replica that was away, and restarts from its own', async () => {
+    const ports = [base, base + 1, base + 2];
+    const sms = ports.map(() => new SnapCounter());
+    nodes = ports.map((_, i) => make(ports, i, sms[i]!));
+    await Promise.all(nodes.map((n) => n.start()));
+    await until('leader', () => nodes.some((n) => n.isLeader));
+    const leader = nodes.find((n) => n.isLeader)!;
+    const li = nodes.indexOf(leader);
+    const away = (li + 1) % 3;
+    await leader.propose(inc(1));
+    await until('replicated', () => sms[away]!.value === 1);
+    await nodes[away]!.close();
+    for (let k = 0; k < 100; k++) await leader.propose(inc(1));
+    const events: number[] = [];
+    leader.on('snapshot', (e) => events.push(e.index));
+    for (const n of nodes) if (n !== nodes[away]) await n.snapshot();
+    assert.ok(events[0]! >= 101, `snapshot event at ${events[0]}`);
+    assert.ok(leader.status().snapshotIndex >= 101);
+    assert.ok(leader.status().firstIndex > 100, 'the log below the snapshot is gone');
+    await leader.propose(inc(1));
+    const fresh = new SnapCounter();
+    nodes[away] = make(ports, away, fresh);
+    await nodes[away]!.start();
+    await until('caught up by snapshot', () => fresh.value === 102);
+    assert.ok(fresh.restored.length >= 1, 'it restored a snapshot');
+    // Restart from its own snapshot plus the log after it.
+    await leader.close();
+    const again = new SnapCounter();
+    nodes[li] = make(ports, li, again);
+    await nodes[li]!.start();
+    await until('restored and replayed', () => again.value === 102);
+    assert.ok(again.restored[0]! >= 101);
+  });
+
+  it('needs both snapshot and restore', () => {
+    assert.throws(() => new RaftNode({ group: 'g', config: '127.0.0.1:9000:0', port: 9000, dir: '/tmp/x',
+      stateMachine: { apply: () => [], snapshot: () => {} } }), (e: unknown) => e instanceof RaftError && e.code === 'ERR_RAFT_BAD_CONFIG');
+  });
+});

@@ -8,7 +8,9 @@
 
 #include <atomic>
 #include <cstring>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <variant>
@@ -36,7 +38,22 @@ struct RoleChange {
   uint64_t term;
   std::string leader;
 };
-using Item = std::variant<ApplyBatch, Settle, RoleChange>;
+struct SaveRequest {  // write a snapshot into dir, then call snapshotDone(token, error?)
+  std::string dir;
+  uint64_t token;
+};
+struct LoadRequest {  // replace the state with the snapshot in dir, before any later apply
+  std::string dir;
+  uint64_t index;  // the last entry it covers
+};
+using Item = std::variant<ApplyBatch, Settle, RoleChange, SaveRequest, LoadRequest>;
+
+// Snapshot saves in flight: created on the host thread, finished from JavaScript.
+struct SaveTokens {
+  std::mutex mu;
+  uint64_t next = 1;
+  std::map<uint64_t, runtime::StateMachine::SaveDone> done;
+};
 
 const char* error_code(core::Code c) {
   switch (c) {
@@ -121,6 +138,12 @@ void call_js(Napi::Env env, Napi::Function callback, Context* ctx, Item* raw) {
                          Napi::String::New(env, core::role_name(it.role)),
                          Napi::Number::New(env, static_cast<double>(it.term)),
                          Napi::String::New(env, it.leader)});
+        } else if constexpr (std::is_same_v<T, SaveRequest>) {
+          callback.Call({Napi::String::New(env, "save"), Napi::String::New(env, it.dir),
+                         Napi::Number::New(env, static_cast<double>(it.token))});
+        } else if constexpr (std::is_same_v<T, LoadRequest>) {
+          callback.Call({Napi::String::New(env, "load"), Napi::String::New(env, it.dir),
+                         Napi::Number::New(env, static_cast<double>(it.index))});
         }
       },
       *item);
@@ -164,6 +187,7 @@ class Node : public Napi::ObjectWrap<Node> {
          InstanceMethod<&Node::TransferLeader>("transferLeader"),
          InstanceMethod<&Node::ResetPeers>("resetPeers"),
          InstanceMethod<&Node::ReadIndex>("readIndex"), InstanceMethod<&Node::Snapshot>("snapshot"),
+         InstanceMethod<&Node::SnapshotDone>("snapshotDone"),
          InstanceMethod<&Node::Status>("status"), InstanceMethod<&Node::SetApplied>("setApplied"),
          InstanceMethod<&Node::Close>("close")});
   }
@@ -218,6 +242,39 @@ class Node : public Napi::ObjectWrap<Node> {
       }
       if (tsfn.NonBlockingCall(batch.get()) == napi_ok) batch.release();
     };
+    if (o.Get("snapshots").As<Napi::Boolean>()) {
+      // JavaScript captures its state when it takes the save request off the queue, which
+      // is after every batch handed out before it: the state at the index the meta names.
+      sm.save = [tsfn, tokens = tokens_](const std::string& dir,
+                                         runtime::StateMachine::SaveDone done) mutable {
+        uint64_t token;
+        {
+          std::lock_guard<std::mutex> l(tokens->mu);
+          token = tokens->next++;
+          tokens->done[token] = std::move(done);
+        }
+        auto item = std::make_unique<Item>(SaveRequest{dir, token});
+        if (tsfn.NonBlockingCall(item.get()) == napi_ok) return void(item.release());
+        runtime::StateMachine::SaveDone failed;
+        {
+          std::lock_guard<std::mutex> l(tokens->mu);
+          failed = std::move(tokens->done[token]);
+          tokens->done.erase(token);
+        }
+        failed({storage::Code::Io, "the node is closing"});
+      };
+      // Queued like a batch, so it happens before any later apply; a failure in
+      // JavaScript stops the replica there (ERR_RAFT_STATE_MACHINE).
+      sm.load = [tsfn](const std::string& dir) mutable {
+        storage::SnapshotInfo info;
+        if (auto st = storage::SnapshotStore::read_info(dir, &info); !st.ok()) return st;
+        auto item = std::make_unique<Item>(LoadRequest{dir, info.meta.last_included_index});
+        if (tsfn.NonBlockingCall(item.get()) != napi_ok)
+          return storage::Status{storage::Code::Io, "the node is closing"};
+        item.release();
+        return storage::Status{};
+      };
+    }
     sm.on_role = [tsfn](core::Role role, uint64_t term, const core::PeerId& leader) mutable {
       auto item =
           std::make_unique<Item>(RoleChange{role, term, leader.empty() ? "" : leader.to_string()});
@@ -375,6 +432,25 @@ class Node : public Napi::ObjectWrap<Node> {
     return out;
   }
 
+  // snapshotDone(token, error?): JavaScript finished writing the snapshot files.
+  Napi::Value SnapshotDone(const Napi::CallbackInfo& info) {
+    auto token = static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value());
+    runtime::StateMachine::SaveDone done;
+    {
+      std::lock_guard<std::mutex> l(tokens_->mu);
+      auto it = tokens_->done.find(token);
+      if (it == tokens_->done.end()) return info.Env().Undefined();
+      done = std::move(it->second);
+      tokens_->done.erase(it);
+    }
+    if (info.Length() > 1 && info[1].IsString())
+      done({storage::Code::Io,
+            "state machine snapshot failed: " + info[1].As<Napi::String>().Utf8Value()});
+    else
+      done({});
+    return info.Env().Undefined();
+  }
+
   // JavaScript applied everything up to this index.
   Napi::Value SetApplied(const Napi::CallbackInfo& info) {
     applied_.store(static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value()));
@@ -398,6 +474,7 @@ class Node : public Napi::ObjectWrap<Node> {
   core::PeerId self_;
   Tsfn tsfn_;
   Context* ctx_ = nullptr;  // JS thread only
+  std::shared_ptr<SaveTokens> tokens_ = std::make_shared<SaveTokens>();
   std::atomic<uint64_t> applied_{0};
 };
 
