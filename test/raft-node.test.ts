@@ -22,6 +22,19 @@ class Counter implements StateMachine<number> {
   }
 }
 
+/** A counter that snapshots its value (written asynchronously, after a synchronous capture). */
+class SnapCounter extends Counter {
+  restored: number[] = [];
+  snapshot(w: import('../lib/index.js').SnapshotWriter): Promise<void> {
+    const value = this.value; // captured now; applies may continue while it is written
+    return w.writeFile('value', String(value));
+  }
+  async restore(r: import('../lib/index.js').SnapshotReader): Promise<void> {
+    this.value = Number((await r.readFile('value')).toString());
+    this.restored.push(r.index);
+  }
+}
+
 const inc = (n: number): Buffer => {
   const b = Buffer.alloc(4);
   b.writeInt32LE(n);
@@ -189,57 +202,10 @@ describe('RaftNode (one process)', function () {
     await assert.rejects(fourth.addPeer('not a peer'), (e: unknown) => e instanceof RaftError && e.code === 'ERR_RAFT_BAD_CONFIG');
   });
 
-  it('rejects bad options with ERR_RAFT_BAD_CONFIG', () => {
-    const ok = { group: 'g', config: '127.0.0.1:9000:0', port: 9000, dir: '/tmp/x', stateMachine: new Counter() };
-    const cases: [string, Record<string, unknown>][] = [
-      ['group', { group: '' }], ['group', { group: 'a b' }], ['config', { config: 'nope' }],
-      ['port', { port: 0 }], ['port', { port: 70000 }], ['not in config', { port: 9001 }],
-      ['dir', { dir: '' }], ['stateMachine', { stateMachine: {} }],
-      ['electionTimeoutMs', { electionTimeoutMs: 0 }], ['electionTimeoutMs', { electionTimeoutMs: 1.5 }],
-      ['leaderLease', { leaderLease: 'yes' }], ['snapshotIntervalS', { snapshotIntervalS: -1 }],
-    ];
-    for (const [what, patch] of cases)
-      assert.throws(() => new RaftNode({ ...ok, ...patch } as never),
-        (e: unknown) => e instanceof RaftError && e.code === 'ERR_RAFT_BAD_CONFIG' && e.message.length > 10, what);
-  });
-});
-
-/** A counter that snapshots its value (written asynchronously, after a synchronous capture). */
-class SnapCounter extends Counter {
-  restored: number[] = [];
-  snapshot(w: import('../lib/index.js').SnapshotWriter): Promise<void> {
-    const value = this.value; // captured now; applies may continue while it is written
-    return w.writeFile('value', String(value));
-  }
-  async restore(r: import('../lib/index.js').SnapshotReader): Promise<void> {
-    this.value = Number((await r.readFile('value')).toString());
-    this.restored.push(r.index);
-  }
-}
-
-describe('RaftNode snapshots (one process)', function () {
-  this.timeout(30_000);
-  let dir = '';
-  const base = 41000 + Math.floor(Math.random() * 10000);
-  let nodes: RaftNode<number>[] = [];
-  beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), 'raftsnap-'));
-  });
-  afterEach(async () => {
-    for (const n of nodes) await n.close();
-    nodes = [];
-    rmSync(dir, { recursive: true, force: true });
-  });
-  const make = (ports: number[], i: number, sm: SnapCounter, extra = {}) =>
-    new RaftNode<number>({
-      group: 'g', config: ports.map((p) => `127.0.0.1:${p}:0`).join(','), port: ports[i] ?? 0,
-      dir: join(dir, String(i)), stateMachine: sm, electionTimeoutMs: 300, ...extra,
-    });
-
   it('compacts, sends a snapshot to a replica that was away, and restarts from its own', async () => {
-    const ports = [base, base + 1, base + 2];
+    const ports = [base + 70, base + 71, base + 72];
     const sms = ports.map(() => new SnapCounter());
-    nodes = ports.map((_, i) => make(ports, i, sms[i]!));
+    nodes = ports.map((_, i) => make(ports, i, sms[i]));
     await Promise.all(nodes.map((n) => n.start()));
     await until('leader', () => nodes.some((n) => n.isLeader));
     const leader = nodes.find((n) => n.isLeader)!;
@@ -273,5 +239,19 @@ describe('RaftNode snapshots (one process)', function () {
   it('needs both snapshot and restore', () => {
     assert.throws(() => new RaftNode({ group: 'g', config: '127.0.0.1:9000:0', port: 9000, dir: '/tmp/x',
       stateMachine: { apply: () => [], snapshot: () => {} } }), (e: unknown) => e instanceof RaftError && e.code === 'ERR_RAFT_BAD_CONFIG');
+  });
+
+  it('rejects bad options with ERR_RAFT_BAD_CONFIG', () => {
+    const ok = { group: 'g', config: '127.0.0.1:9000:0', port: 9000, dir: '/tmp/x', stateMachine: new Counter() };
+    const cases: [string, Record<string, unknown>][] = [
+      ['group', { group: '' }], ['group', { group: 'a b' }], ['config', { config: 'nope' }],
+      ['port', { port: 0 }], ['port', { port: 70000 }], ['not in config', { port: 9001 }],
+      ['dir', { dir: '' }], ['stateMachine', { stateMachine: {} }],
+      ['electionTimeoutMs', { electionTimeoutMs: 0 }], ['electionTimeoutMs', { electionTimeoutMs: 1.5 }],
+      ['leaderLease', { leaderLease: 'yes' }], ['snapshotIntervalS', { snapshotIntervalS: -1 }],
+    ];
+    for (const [what, patch] of cases)
+      assert.throws(() => new RaftNode({ ...ok, ...patch } as never),
+        (e: unknown) => e instanceof RaftError && e.code === 'ERR_RAFT_BAD_CONFIG' && e.message.length > 10, what);
   });
 });
