@@ -420,68 +420,71 @@ void Node::change_conf(const std::string& method, const core::PeerList& peers, C
 // --- snapshots (host thread) -------------------------------------------------------------
 
 void Node::snapshot(std::function<void(storage::Status)> done) {
-  auto shared = std::make_shared<std::function<void(storage::Status)>>(std::move(done));
-  bool posted = gate_->post([self = shared_from_this(), shared]() mutable {
-    auto& done = *shared;
-    if (self->failed_) return done({storage::Code::Io, "node is not active"});
-    if (!self->sm_.save)
-      return done({storage::Code::InvalidArgument, "the state machine does not take snapshots"});
-    self->snapshot_waiters_.push_back(std::move(done));
-    if (self->snapshot_op_ == SnapshotOp::None) self->start_snapshot();
-    self->drain();
-  });
-  if (!posted) (*shared)({storage::Code::Io, "the node host is gone"});
+  on_host(
+      [self = shared_from_this(), done]() mutable {
+        if (!self->sm_.save)
+          return done(
+              {storage::Code::InvalidArgument, "the state machine does not take snapshots"});
+        self->snapshot_waiters_.push_back(std::move(done));
+        if (self->snapshot_op_ == SnapshotOp::None) self->start_snapshot();
+        self->drain();
+      },
+      [done](const std::string& why) {
+        done({storage::Code::Io, why});
+      });
 }
 
 uint64_t Node::snapshot_index() { return published_index_; }
 
 void Node::change_membership(std::string method, core::PeerList peers, ConfDone done) {
-  auto shared = std::make_shared<ConfDone>(std::move(done));
-  bool posted = gate_->post(
-      [self = shared_from_this(), method = std::move(method), peers = std::move(peers), shared] {
-        if (self->failed_)
-          return (*shared)({0, {core::Code::Shutdown, "node is not active"}, {}, {}});
+  on_host(
+      [self = shared_from_this(), method = std::move(method), peers = std::move(peers), done] {
         if (method != "change_peers" && peers.size() != 1)
-          return (*shared)({0, {core::Code::InvalidArgument, method + " takes one peer"}, {}, {}});
-        self->change_conf(method, peers, *shared);
+          return done({0, {core::Code::InvalidArgument, method + " takes one peer"}, {}, {}});
+        self->change_conf(method, peers, done);
+      },
+      [done](const std::string& why) {
+        done({0, {core::Code::Shutdown, why}, {}, {}});
       });
-  if (!posted) (*shared)({0, {core::Code::Shutdown, "the node host is gone"}, {}, {}});
 }
 
 void Node::transfer_leadership(core::PeerId target, StatusDone done) {
-  auto shared = std::make_shared<StatusDone>(std::move(done));
-  bool posted = gate_->post([self = shared_from_this(), target, shared] {
-    if (self->failed_) return (*shared)({core::Code::Shutdown, "node is not active"});
-    auto st = self->core_->transfer_leader(target, now_ms());
-    self->drain();
-    (*shared)(st);
-  });
-  if (!posted) (*shared)({core::Code::Shutdown, "the node host is gone"});
+  on_host(
+      [self = shared_from_this(), target, done] {
+        auto st = self->core_->transfer_leader(target, now_ms());
+        self->drain();
+        done(st);
+      },
+      [done](const std::string& why) {
+        done({core::Code::Shutdown, why});
+      });
 }
 
 void Node::reset_peers(core::PeerList peers, StatusDone done) {
-  auto shared = std::make_shared<StatusDone>(std::move(done));
-  bool posted = gate_->post([self = shared_from_this(), peers = std::move(peers), shared] {
-    if (self->failed_) return (*shared)({core::Code::Shutdown, "node is not active"});
-    auto st = self->core_->reset_peers(peers, now_ms());
-    self->drain();
-    (*shared)(st);
-  });
-  if (!posted) (*shared)({core::Code::Shutdown, "the node host is gone"});
+  on_host(
+      [self = shared_from_this(), peers = std::move(peers), done] {
+        auto st = self->core_->reset_peers(peers, now_ms());
+        self->drain();
+        done(st);
+      },
+      [done](const std::string& why) {
+        done({core::Code::Shutdown, why});
+      });
 }
 
 void Node::read_index(bool lease, ReadDone done) {
-  auto shared = std::make_shared<ReadDone>(std::move(done));
-  bool posted = gate_->post([self = shared_from_this(), lease, shared] {
-    if (self->failed_) return (*shared)({core::Code::Shutdown, "node is not active"}, 0);
-    uint64_t now = now_ms();
-    if (lease && self->core_->lease_valid(now)) return (*shared)({}, self->core_->commit_index());
-    uint64_t ctx = self->next_read_++;
-    self->reads_[ctx] = std::move(*shared);
-    self->core_->read_index(ctx, now);
-    self->drain();
-  });
-  if (!posted) (*shared)({core::Code::Shutdown, "the node host is gone"}, 0);
+  on_host(
+      [self = shared_from_this(), lease, done]() mutable {
+        uint64_t now = now_ms();
+        if (lease && self->core_->lease_valid(now)) return done({}, self->core_->commit_index());
+        uint64_t ctx = self->next_read_++;
+        self->reads_[ctx] = std::move(done);
+        self->core_->read_index(ctx, now);
+        self->drain();
+      },
+      [done](const std::string& why) {
+        done({core::Code::Shutdown, why}, 0);
+      });
 }
 
 void Node::start_snapshot() {
@@ -831,6 +834,13 @@ void NodeHost::on_cli(const rpc::Frame& frame, const rpc::Server::Respond& respo
       respond(0, "", response.SerializeAsString(), "");
     };
   };
+  auto status_reply = [this, respond](auto response) {
+    return [this, respond, response](core::Status st) {
+      if (!st.ok())
+        return respond(errno_of(st.code), error_text(errno_of(st.code), st.message), "", "");
+      respond(0, "", response.SerializeAsString(), "");
+    };
+  };
   if (method == "get_leader") {
     braft::GetLeaderRequest req;
     if (!req.ParseFromString(frame.payload)) return bad();
@@ -882,10 +892,7 @@ void NodeHost::on_cli(const rpc::Frame& frame, const rpc::Server::Respond& respo
     if (!rpc::get_peers(req.new_peers(), &peers)) return refuse(kEINVAL, "Fail to parse new_peers");
     auto node = find(req.group_id(), req.peer_id(), &code, &text);
     if (!node) return refuse(code, text);
-    auto st = node->core_->reset_peers(peers, now_ms());
-    node->drain();
-    if (!st.ok()) return refuse(errno_of(st.code), st.message);
-    return respond(0, "", braft::ResetPeerResponse{}.SerializeAsString(), "");
+    return node->reset_peers(peers, status_reply(braft::ResetPeerResponse{}));
   }
   if (method == "transfer_leader") {
     braft::TransferLeaderRequest req;
@@ -898,10 +905,7 @@ void NodeHost::on_cli(const rpc::Frame& frame, const rpc::Server::Respond& respo
     }
     auto node = find(req.group_id(), req.leader_id(), &code, &text);
     if (!node) return refuse(code, text);
-    auto st = node->core_->transfer_leader(target, now_ms());
-    node->drain();
-    if (!st.ok()) return refuse(errno_of(st.code), st.message);
-    return respond(0, "", braft::TransferLeaderResponse{}.SerializeAsString(), "");
+    return node->transfer_leadership(target, status_reply(braft::TransferLeaderResponse{}));
   }
   if (method == "snapshot") {
     braft::SnapshotRequest req;

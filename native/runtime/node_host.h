@@ -129,6 +129,17 @@ class Node : public std::enable_shared_from_this<Node> {
   void send(core::Envelope env);
   void on_request(core::Envelope env, rpc::Server::Respond respond);
   void flush_proposals();
+  // Runs `work` on the host's thread while this node is active; otherwise `refused` gets
+  // why (the node stopped, or its host is gone). Thread-safe.
+  template <typename Work, typename Refused>
+  void on_host(Work work, Refused refused) {
+    auto why = std::make_shared<Refused>(std::move(refused));
+    bool posted = gate_->post([self = shared_from_this(), work = std::move(work), why]() mutable {
+      if (self->failed_) return (*why)("node is not active");
+      work();
+    });
+    if (!posted) (*why)("the node host is gone");
+  }
   void enqueue(std::string data, ProposeDone done, bool may_forward);
   void forward(std::shared_ptr<const std::string> data, ProposeDone done);
   void peer_unreachable(const core::PeerId& peer);
