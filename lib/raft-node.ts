@@ -364,11 +364,27 @@ export class RaftNode<R = unknown> extends EventEmitter<RaftNodeEvents> {
     return this.#node;
   }
 
+  // A change refused with ERR_RAFT_BUSY is retried: another change is in flight, or this
+  // leader has not yet committed its first entry (it may not change membership before that,
+  // Raft §4.1), and either clears by itself. The caller bounds the wait with signal/timeoutMs.
   #membership(method: 'add_peer' | 'remove_peer' | 'change_peers', peers: string[],
     options: { signal?: AbortSignal; timeoutMs?: number }): Promise<ConfChange> {
-    return this.#bounded(() => this.#native().changeMembership(method, peers).catch((e: unknown) => {
-      throw fromNative(e);
-    }), options.signal, options.timeoutMs);
+    let gaveUp = false;
+    const attempt = async (): Promise<ConfChange> => {
+      for (let delayMs = 5; ; delayMs = Math.min(delayMs * 2, 100)) {
+        try {
+          return await this.#native().changeMembership(method, peers);
+        } catch (e: unknown) {
+          const err = fromNative(e);
+          if (err.code !== 'ERR_RAFT_BUSY') throw err;
+        }
+        await new Promise((resolve) => setTimeout(resolve, delayMs));
+        if (gaveUp) throw new RaftError('ERR_RAFT_BUSY', 'gave up waiting for the previous configuration change');
+      }
+    };
+    const bounded = this.#bounded(attempt, options.signal, options.timeoutMs);
+    bounded.catch(() => { gaveUp = true; });
+    return bounded;
   }
 
   // Runs `work`, rejecting early on abort or after timeoutMs (the work itself goes on).

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { RaftError, RaftNode, type Entry, type StateMachine } from '../lib/index.js';
+import { RaftError, RaftNode, type ConfChange, type Entry, type StateMachine } from '../lib/index.js';
 
 /** A counter: each entry is a signed 32-bit increment; the result is the new value. */
 class Counter implements StateMachine<number> {
@@ -194,9 +194,12 @@ describe('RaftNode (one process)', function () {
     assert.equal(added.oldPeers.length, 3);
     assert.equal(added.newPeers.length, 4);
     await until('newcomer caught up', () => sms[3]!.value === 7);
+    // Asked the moment it leads, before its first entry commits: the change waits its turn.
+    const removing = new Promise<ConfChange>((resolve, reject) => fourth.on('role', (role) => {
+      if (role === 'leader') fourth.removePeer(leader.id, { timeoutMs: 10_000 }).then(resolve, reject);
+    }));
     await leader.transferLeader(fourth.id);
-    await until('newcomer leads', () => fourth.isLeader);
-    const removed = await fourth.removePeer(leader.id);
+    const removed = await removing;
     assert.deepEqual(removed.newPeers.length, 3);
     assert.equal(await fourth.propose(inc(1)), 8);
     await assert.rejects(fourth.addPeer('not a peer'), (e: unknown) => e instanceof RaftError && e.code === 'ERR_RAFT_BAD_CONFIG');
