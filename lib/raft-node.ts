@@ -223,6 +223,8 @@ export class RaftNode<R = unknown> extends EventEmitter<RaftNodeEvents> {
   readonly #options: Validated;
   readonly #port: number;
   readonly #sm: StateMachine<R>;
+  // How long a proposal without timeoutMs waits for a leader: two elections' worth.
+  readonly #leaderWaitMs: number;
   readonly #origin = randomBytes(8);
   #seq = 0n;
   readonly #pending = new Map<bigint, Pending<R>>();
@@ -244,6 +246,8 @@ export class RaftNode<R = unknown> extends EventEmitter<RaftNodeEvents> {
     this.id = this.#options.self;
     this.#port = options.port;
     this.#sm = options.stateMachine;
+    const n = this.#options.native;
+    this.#leaderWaitMs = 2 * (n.electionTimeoutMs + n.maxElectionDelayMs);
   }
 
   /** Opens the data directory, replays it, and joins the group. */
@@ -279,8 +283,10 @@ export class RaftNode<R = unknown> extends EventEmitter<RaftNodeEvents> {
 
   /**
    * Replicates `data` and resolves with the state machine's result for it, computed on this
-   * replica once it applied the entry. Rejects with ERR_RAFT_NOT_LEADER (with `leaderId`)
-   * on a follower, ERR_RAFT_BUSY under backpressure, ERR_RAFT_TIMEOUT, ERR_RAFT_SHUTDOWN.
+   * replica once it applied the entry. Works on any replica (a follower forwards it to the
+   * leader). While no leader is known it waits for one, up to timeoutMs (default: two
+   * election timeouts), then rejects with ERR_RAFT_NOT_LEADER; also ERR_RAFT_BUSY under
+   * backpressure, ERR_RAFT_TIMEOUT, ERR_RAFT_LEADER_CHANGED (outcome unknown), ERR_RAFT_SHUTDOWN.
    */
   propose(data: Uint8Array, options: ProposeOptions = {}): Promise<R> {
     const node = this.#node;
@@ -314,7 +320,33 @@ export class RaftNode<R = unknown> extends EventEmitter<RaftNodeEvents> {
           `proposal not applied within ${timeoutMs} ms (it may still be)`))), timeoutMs);
       signal?.addEventListener('abort', onAbort, { once: true });
       // Success is reported by apply (with the result); the engine reports only refusals.
-      node.propose(entry).catch((err: unknown) => this.#pending.get(seq)?.reject(fromNative(err)));
+      // ERR_RAFT_NOT_LEADER means the entry was placed nowhere (no leader known here, or the
+      // one asked had stepped down), so it is sent again once a leader is known: an election
+      // costs callers a delay, not an error. Other refusals are final.
+      const deadline = performance.now() + (timeoutMs ?? this.#leaderWaitMs);
+      const submit = (): void => {
+        const n = this.#node;
+        if (!n || !this.#pending.has(seq)) return;
+        n.propose(entry).catch((err: unknown) => {
+          const e = fromNative(err);
+          if (e.code === 'ERR_RAFT_NOT_LEADER' && performance.now() < deadline) void this.#leaderNews().then(submit);
+          else this.#pending.get(seq)?.reject(e);
+        });
+      };
+      submit();
+    });
+  }
+
+  // The next leader event, or a short pause (the leader asked may simply not know yet).
+  #leaderNews(): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.off('leader', done);
+        resolve();
+      };
+      const timer = setTimeout(done, 50);
+      this.on('leader', done);
     });
   }
 

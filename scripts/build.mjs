@@ -13,6 +13,7 @@
 // BUILD_JOBS=N caps Ninja's parallelism (its default is cores + 2).
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -54,7 +55,8 @@ function run(cmd, cmdArgs) {
 
 function buildAddon() {
   // cmake-js finds Node's headers in node-api-headers (package.json "binary"), offline.
-  const cmakeJs = `${root}/node_modules/cmake-js/bin/cmake-js`;
+  // Resolved as Node would: in an installed package, cmake-js sits beside it, not inside it.
+  const cmakeJs = createRequire(`${root}/package.json`).resolve('cmake-js/bin/cmake-js');
   console.log('build: building build/addon (cmake-js)');
   run(process.execPath, [cmakeJs, 'compile', '--out', 'build/addon', '--generator', 'Ninja',
     '--target', 'raftstore_addon', '--CDRAFTSTORE_TESTS=OFF', '--CDCMAKE_BUILD_TYPE=RelWithDebInfo']);

@@ -76,9 +76,10 @@ describe('RaftNode (one process)', function () {
     const n = make([base], 0, sm);
     nodes.push(n);
     await n.start();
-    await until('leader', () => n.isLeader);
-    assert.deepEqual(sm.leaderTerms, [n.term]);
+    // Proposed before any leader exists: it waits for the election instead of failing.
     assert.equal(await n.propose(inc(5)), 5);
+    assert.ok(n.isLeader);
+    assert.deepEqual(sm.leaderTerms, [n.term]);
     const results = await Promise.all([1, 2, 3].map((k) => n.propose(inc(k))));
     assert.deepEqual(results.sort((a, b) => a - b), [6, 8, 11]);
     assert.equal(sm.value, 11);
@@ -93,6 +94,8 @@ describe('RaftNode (one process)', function () {
     const sms = [new Counter(), new Counter(), new Counter()];
     nodes = ports.map((_, i) => make(ports, i, sms[i]));
     await Promise.all(nodes.map((n) => n.start()));
+    // Each replica proposes at once, with no leader yet; all land once one is elected.
+    assert.deepEqual((await Promise.all(nodes.map((n) => n.propose(inc(0))))), [0, 0, 0]);
     await until('leader', () => leaderOf(nodes) !== undefined);
     const leader = leaderOf(nodes)!;
     for (let k = 0; k < 20; k++) await leader.propose(inc(1));
