@@ -14,6 +14,7 @@ export interface NativeNodeOptions {
   maxUncommittedEntries: number;
   snapshotIntervalS: number;
   snapshotLogThreshold: number;
+  stuckApplyTimeoutMs: number;
   /** The state machine takes and restores snapshots ('save' and 'load' callbacks). */
   snapshots: boolean;
 }

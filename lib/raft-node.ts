@@ -91,6 +91,12 @@ export interface RaftNodeOptions<R = unknown> {
   maxUncommittedEntries?: number;
   snapshotIntervalS?: number;
   snapshotLogThreshold?: number;
+  /**
+   * A leader whose state machine makes no progress for this long while committed entries
+   * wait (its event loop is blocked, say) hands leadership to an up-to-date follower, so
+   * clients are served elsewhere. Default 30000; 0 turns the guard off.
+   */
+  stuckApplyTimeoutMs?: number;
 }
 
 export interface ProposeOptions {
@@ -211,6 +217,7 @@ function validate<R>(o: RaftNodeOptions<R>): Validated {
       maxUncommittedEntries: integer('maxUncommittedEntries', o.maxUncommittedEntries, 0, 1e9, 100_000),
       snapshotIntervalS: integer('snapshotIntervalS', o.snapshotIntervalS, 0, 1e7, 0),
       snapshotLogThreshold: integer('snapshotLogThreshold', o.snapshotLogThreshold, 0, 1e12, 0),
+      stuckApplyTimeoutMs: integer('stuckApplyTimeoutMs', o.stuckApplyTimeoutMs, 0, 2 ** 31, 30_000),
       snapshots,
     },
   };

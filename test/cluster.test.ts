@@ -66,16 +66,35 @@ describe('RaftNode (three processes)', function () {
   this.timeout(90_000);
   let dir = '';
   let replicas: Replica[] = [];
-  const setup = async (electionTimeoutMs: number): Promise<void> => {
+  const setup = async (electionTimeoutMs: number, stuckApplyTimeoutMs = 30_000): Promise<void> => {
     dir = mkdtempSync(join(tmpdir(), 'cluster-'));
     const base = 24000 + Math.floor(Math.random() * 20000);
     const ports = [base, base + 1, base + 2];
     const config = ports.map((p) => `127.0.0.1:${p}:0`).join(',');
-    replicas = ports.map((p) => new Replica(p, ['g', config, String(p), join(dir, String(p)), String(electionTimeoutMs)]));
+    replicas = ports.map((p) => new Replica(p, ['g', config, String(p), join(dir, String(p)), String(electionTimeoutMs), String(stuckApplyTimeoutMs)]));
     await Promise.all(replicas.map((r) => r.start()));
   };
-  afterEach(() => {
-    for (const r of replicas) r.kill();
+  // Proposers that keep going until stopped; a failed test's are stopped by afterEach, so
+  // they cannot keep mocha alive.
+  let loads: { stop: () => Promise<void> }[] = [];
+  const load = (from: Replica[], acked: number[]): { stop: () => Promise<void> } => {
+    let stopped = false;
+    const loops = from.map(async (r) => {
+      while (!stopped) {
+        const res = await r.call('propose', { n: 1 });
+        if (res.ok) acked.push(res.result as number);
+        else await sleep(10);
+      }
+    });
+    const handle = { stop: async () => { stopped = true; await Promise.all(loops); } };
+    loads.push(handle);
+    return handle;
+  };
+  afterEach(async () => {
+    const stopping = loads.map((l) => l.stop());
+    loads = [];
+    for (const r of replicas) r.kill(); // answers their callers' pending calls
+    await Promise.all(stopping);
     replicas = [];
     rmSync(dir, { recursive: true, force: true });
   });
@@ -92,20 +111,12 @@ describe('RaftNode (three processes)', function () {
     const old = await leader();
     const others = replicas.filter((r) => r !== old);
     const acked: number[] = [];
-    let stop = false;
-    const load = others.map(async (r) => {
-      while (!stop) {
-        const res = await r.call('propose', { n: 1 });
-        if (res.ok) acked.push(res.result as number);
-        else await sleep(10);
-      }
-    });
+    const proposers = load(others, acked);
     await sleep(1000);
     const before = acked.length;
     old.kill();
     await sleep(2000);
-    stop = true;
-    await Promise.all(load);
+    await proposers.stop();
     assert.ok(before > 0, 'proposals were acknowledged before the kill');
     assert.ok(acked.length > before, 'writes resumed after the kill');
     assert.equal(new Set(acked).size, acked.length, 'every acknowledged result is distinct');
@@ -124,14 +135,7 @@ describe('RaftNode (three processes)', function () {
     const s0 = (await l.status())!;
     const other = replicas.find((r) => r !== l)!;
     const acked: number[] = [];
-    let stop = false;
-    const load = (async () => {
-      while (!stop) {
-        const res = await other.call('propose', { n: 1 });
-        if (res.ok) acked.push(res.result as number);
-        else await sleep(10);
-      }
-    })();
+    const proposers = load([other], acked);
     await sleep(300);
     const blocked = l.call('block', { ms: 5000 });
     await sleep(500);
@@ -139,8 +143,7 @@ describe('RaftNode (three processes)', function () {
     await sleep(4000);
     assert.ok(acked.length > during + 100, `the other replica's proposals kept committing (${acked.length - during} in 4 s)`);
     await blocked;
-    stop = true;
-    await load;
+    await proposers.stop();
     for (const r of replicas) {
       const s = (await r.status())!;
       assert.equal(s.term, s0.term, 'no election happened');
@@ -148,6 +151,38 @@ describe('RaftNode (three processes)', function () {
     }
     // Released, the blocked leader applies everything.
     const target = await other.value();
+    for (let i = 0; i < 100 && (await l.value()) < target; i++) await sleep(20);
+    assert.ok((await l.value()) >= target);
+  });
+
+  it('stuck guard: a leader whose event loop stays blocked past stuckApplyTimeoutMs hands leadership over', async () => {
+    await setup(500, 1000);
+    const l = await leader();
+    const s0 = (await l.status())!;
+    const others = replicas.filter((r) => r !== l);
+    const acked: number[] = [];
+    const proposers = load([others[0]!], acked);
+    await sleep(300);
+    const blocked = l.call('block', { ms: 4000 });
+    // Within the timeout plus an election or so, another replica leads in a later term.
+    let next: Status | undefined;
+    for (let i = 0; i < 150 && !next; i++) {
+      await sleep(20);
+      for (const r of others) {
+        const s = await r.status();
+        if (s?.role === 'leader' && s.term > s0.term) next = s;
+      }
+    }
+    assert.ok(next, 'leadership moved away from the blocked leader');
+    const moved = acked.length;
+    await sleep(1000);
+    assert.ok(acked.length > moved + 50, `proposals kept committing under the new leader (${acked.length - moved} in 1 s)`);
+    await blocked;
+    await proposers.stop();
+    // Released, the old leader follows and applies everything.
+    const s1 = (await l.status())!;
+    assert.notEqual(s1.role, 'leader');
+    const target = await others[0]!.value();
     for (let i = 0; i < 100 && (await l.value()) < target; i++) await sleep(20);
     assert.ok((await l.value()) >= target);
   });

@@ -255,6 +255,9 @@ describe('RaftNode (one process)', function () {
       ['dir', { dir: '' }], ['stateMachine', { stateMachine: {} }],
       ['electionTimeoutMs', { electionTimeoutMs: 0 }], ['electionTimeoutMs', { electionTimeoutMs: 1.5 }],
       ['leaderLease', { leaderLease: 'yes' }], ['snapshotIntervalS', { snapshotIntervalS: -1 }],
+      ['ip', { ip: 'localhost' }], ['idx', { idx: -1 }], ['maxElectionDelayMs', { maxElectionDelayMs: -5 }],
+      ['maxUncommittedEntries', { maxUncommittedEntries: 'many' }], ['snapshotLogThreshold', { snapshotLogThreshold: 0.5 }],
+      ['stuckApplyTimeoutMs', { stuckApplyTimeoutMs: -1 }], ['stateMachine', { stateMachine: { apply() { return []; }, snapshot() {} } }],
     ];
     for (const [what, patch] of cases)
       assert.throws(() => new RaftNode({ ...ok, ...patch } as never),

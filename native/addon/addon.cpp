@@ -216,6 +216,7 @@ class Node : public Napi::ObjectWrap<Node> {
     opt.snapshot_interval_s = o.Get("snapshotIntervalS").As<Napi::Number>().Uint32Value();
     opt.snapshot_log_threshold = o.Get("snapshotLogThreshold").As<Napi::Number>().Int64Value();
     opt.forward_proposals = true;  // propose() works on every replica
+    opt.stuck_apply_timeout_ms = o.Get("stuckApplyTimeoutMs").As<Napi::Number>().Uint32Value();
     group_ = opt.group;
     self_ = opt.self;
 
@@ -454,6 +455,7 @@ class Node : public Napi::ObjectWrap<Node> {
   // JavaScript applied everything up to this index.
   Napi::Value SetApplied(const Napi::CallbackInfo& info) {
     applied_.store(static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value()));
+    if (node_) node_->report_applied(applied_.load());
     return info.Env().Undefined();
   }
 

@@ -183,12 +183,31 @@ void Node::tick() {
       drain();
     }
   }
+  if (opt_.stuck_apply_timeout_ms) check_stuck_apply(now);
   // Requests the core dropped (invalid or stale) are never answered; forget them.
   while (inbound_.size() > 4096) inbound_.erase(inbound_.begin());
   ticker_->expires_after(std::chrono::milliseconds(opt_.tick_ms));
   ticker_->async_wait([self = shared_from_this()](std::error_code ec) {
     if (!ec) self->tick();
   });
+}
+
+// Native heartbeats keep a leader whose event loop is blocked in office (the point of this
+// engine), but its clients wait on applies that do not happen: after stuck_apply_timeout_ms
+// without progress while entries wait, it hands over to the most up-to-date follower. A
+// state machine that is slow but moving is not stuck.
+void Node::check_stuck_apply(uint64_t now) {
+  uint64_t applied = reported_applied_.load();
+  if (applied >= core_->applied_index() || applied != stuck_seen_applied_) {
+    stuck_seen_applied_ = applied;
+    stuck_since_ms_ = now;
+    return;
+  }
+  if (core_->role() != core::Role::Leader || now - stuck_since_ms_ < opt_.stuck_apply_timeout_ms)
+    return;
+  stuck_since_ms_ = now;  // at most one attempt per period
+  ++stuck_transfers_;
+  if (core_->transfer_leader(core::PeerId{}, now).ok()) drain();
 }
 
 void Node::fail(const std::string& why) {
@@ -936,7 +955,8 @@ std::string NodeHost::http_status(const std::string& path) {
       << "\ncommitted_index: " << s.commit_index << "\napplied_index: " << s.applied_index
       << "\nsnapshot_index: " << node->published_index_
       << "\nsnapshots_installed: " << node->snapshots_installed_
-      << "\nsnapshot_failures: " << node->snapshot_failures_ << "\n";
+      << "\nsnapshot_failures: " << node->snapshot_failures_
+      << "\nstuck_apply_transfers: " << node->stuck_transfers_ << "\n";
     if (!node->last_snapshot_error_.empty())
       o << "last_snapshot_error: " << node->last_snapshot_error_ << "\n";
     for (const auto& p : s.peers)

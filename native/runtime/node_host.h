@@ -46,6 +46,10 @@ struct NodeOptions {
   bool forward_proposals = false;
   uint32_t snapshot_interval_s = 0;  // take a snapshot this often (braft's default 3600); 0: never
   uint64_t snapshot_log_threshold = 0;  // or once this many entries were applied since; 0: never
+  // A leader whose state machine reports no progress (report_applied) for this long while
+  // entries wait for it hands leadership to an up-to-date follower; 0: never. For state
+  // machines that apply off the host's thread (the Node binding's event loop).
+  uint32_t stuck_apply_timeout_ms = 0;
 };
 
 // The application's replicated state. Every callback runs on the host's thread.
@@ -116,6 +120,9 @@ class Node : public std::enable_shared_from_this<Node> {
   // here, the commit index at once.
   using ReadDone = std::function<void(core::Status, uint64_t index)>;
   void read_index(bool lease, ReadDone done);
+  // The state machine has applied everything up to `index` (for stuck_apply_timeout_ms).
+  // Thread-safe.
+  void report_applied(uint64_t index) { reported_applied_.store(index); }
 
   struct Key {};
   Node(Key, NodeHost& host, NodeOptions opt, StateMachine sm);
@@ -144,6 +151,7 @@ class Node : public std::enable_shared_from_this<Node> {
   void forward(std::shared_ptr<const std::string> data, ProposeDone done);
   void peer_unreachable(const core::PeerId& peer);
   void fail(const std::string& why);
+  void check_stuck_apply(uint64_t now);
   // The host is going away: fail what is pending, drop connections, stop the writer and
   // release the data directory, even if someone still holds this Node.
   void stop();
@@ -206,6 +214,11 @@ class Node : public std::enable_shared_from_this<Node> {
   uint64_t next_snapshot_ms_ = 0;
   uint64_t snapshots_installed_ = 0;
   uint64_t snapshot_failures_ = 0;
+  // The stuck-apply guard (host thread, but reported_applied_).
+  std::atomic<uint64_t> reported_applied_{0};
+  uint64_t stuck_seen_applied_ = 0;
+  uint64_t stuck_since_ms_ = 0;
+  uint64_t stuck_transfers_ = 0;
   std::string last_snapshot_error_;
   std::thread writer_;
   std::mutex writes_mu_;
