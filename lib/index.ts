@@ -5,5 +5,5 @@ export type { PeerRole } from './peer.js';
 export { RaftNode, SnapshotWriter, SnapshotReader } from './raft-node.js';
 export type {
   Entry, StateMachine, RaftNodeOptions, ProposeOptions, RaftStatus, Role, RaftNodeEvents,
-  ReadBarrierOptions, SnapshotEvent, ConfChange,
+  ReadBarrierOptions, SnapshotEvent, ConfChange, Configuration,
 } from './raft-node.js';

@@ -54,6 +54,10 @@ export interface SnapshotEvent {
   durationMs: number;
 }
 
+/** A group's membership: voters, the previous voters while a joint change is under way,
+ *  and learners; peer ids as `ip:port:idx:role`. */
+export type Configuration = NativeStatus['configuration'];
+
 /** The application's replicated state. Every method runs on the event loop. */
 export interface StateMachine<R = unknown> {
   /** Committed entries, in log order; synchronous; one result per entry. */
@@ -67,6 +71,8 @@ export interface StateMachine<R = unknown> {
   restore?(reader: SnapshotReader): void | Promise<void>;
   onLeaderStart?(term: number): void;
   onLeaderStop?(): void;
+  /** A configuration committed at `index` (or came with a snapshot), in order with applies. */
+  onConfigurationCommitted?(conf: Configuration, index: number): void;
   /** The replica stopped because of `err` (e.g. apply threw: ERR_RAFT_STATE_MACHINE). */
   onError?(err: RaftError): void;
 }
@@ -121,12 +127,16 @@ export interface RaftNodeEvents {
   leader: [leaderId: string | null, term: number];
   error: [err: RaftError];
   snapshot: [info: SnapshotEvent];
+  configuration: [conf: Configuration, index: number];
 }
 
 // Every proposal carries a small header so that the replica that proposed it recognises
 // it when it is applied (on whatever replica the leader was): version, origin, sequence.
 const HEADER = 17;
 const VERSION = 1;
+// Entry types as the engine sends them (core::EntryType).
+const ENTRY_DATA = 2;
+const ENTRY_CONFIGURATION = 3;
 
 interface Pending<R> {
   resolve(result: R): void;
@@ -242,9 +252,9 @@ export class RaftNode<R = unknown> extends EventEmitter<RaftNodeEvents> {
   #leaderId: string | null = null;
   #applied = 0;
   #appliedWaiters: { index: number; resolve: () => void; reject: (e: unknown) => void }[] = [];
-  // While a restore runs, batches wait here (they come after it in the log).
+  // While a restore runs, what the engine sends next waits here (it comes after it).
   #restoring = false;
-  #backlog: [Buffer, number, number][] = [];
+  #backlog: [kind: 'apply' | 'load', a: unknown, b: unknown, c: unknown][] = [];
 
   constructor(options: RaftNodeOptions<R>) {
     super();
@@ -487,17 +497,39 @@ export class RaftNode<R = unknown> extends EventEmitter<RaftNodeEvents> {
 
   #onNative(kind: string, a: unknown, b: unknown, c: unknown): void {
     if (this.#state !== 'running') return;
-    if (kind === 'apply') {
-      if (this.#restoring) this.#backlog.push([a as Buffer, b as number, c as number]);
-      else this.#apply(a as Buffer, b as number, c as number);
-    } else if (kind === 'role') this.#onRole(a as Role, b as number, c as string);
+    if ((kind === 'apply' || kind === 'load') && this.#restoring) this.#backlog.push([kind, a, b, c]);
+    else if (kind === 'apply') this.#apply(a as Buffer, b as number, c as number);
+    else if (kind === 'role') this.#onRole(a as Role, b as number, c as string);
     else if (kind === 'save') this.#save(a as string, b as number);
-    else if (kind === 'load') this.#restore(a as string, b as number);
+    else if (kind === 'load') this.#restore(a as string, b as number, c as string);
   }
 
   #apply(packed: Buffer, count: number, lastIndex: number): void {
-    const entries: Entry[] = [];
-    const origins: (bigint | undefined)[] = [];
+    let entries: Entry[] = [];
+    let origins: (bigint | undefined)[] = [];
+    // Data entries go to apply() in runs; a configuration entry is reported between them,
+    // in log order. False once the state machine failed (the replica stopped).
+    const flush = (): boolean => {
+      if (entries.length === 0) return true;
+      let results: R[];
+      try {
+        results = this.#sm.apply(entries);
+        if (!Array.isArray(results) || results.length !== entries.length)
+          throw new TypeError(`apply returned ${Array.isArray(results) ? results.length : typeof results} results for ${entries.length} entries`);
+      } catch (cause) {
+        // Never diverge: a replica whose state machine failed stops (braft's on_error).
+        this.#fail(new RaftError('ERR_RAFT_STATE_MACHINE',
+          `state machine apply failed at index ${entries[0]?.index}: ${String(cause)}`, { cause }));
+        return false;
+      }
+      for (let i = 0; i < entries.length; i++) {
+        const seq = origins[i];
+        if (seq !== undefined) this.#pending.get(seq)?.resolve(results[i] as R);
+      }
+      entries = [];
+      origins = [];
+      return true;
+    };
     let at = 0;
     for (let i = 0; i < count; i++) {
       const index = Number(packed.readBigUInt64LE(at));
@@ -506,28 +538,32 @@ export class RaftNode<R = unknown> extends EventEmitter<RaftNodeEvents> {
       const length = packed.readUInt32LE(at + 17);
       const data = packed.subarray(at + 21, at + 21 + length);
       at += 21 + length;
-      if (type !== 2) continue; // configuration and no-op entries are the engine's own
+      if (type === ENTRY_CONFIGURATION) {
+        if (!flush() || !this.#configurationCommitted(data.toString(), index)) return;
+      }
+      if (type !== ENTRY_DATA) continue; // no-op entries are the engine's own
       const mine = data.length >= HEADER && data.readUInt8(0) === VERSION && data.subarray(1, 9).equals(this.#origin);
       origins.push(mine ? data.readBigUInt64LE(9) : undefined);
       entries.push({ index, term, data: data.length >= HEADER ? data.subarray(HEADER) : data });
     }
-    if (entries.length > 0) {
-      let results: R[];
-      try {
-        results = this.#sm.apply(entries);
-        if (!Array.isArray(results) || results.length !== entries.length)
-          throw new TypeError(`apply returned ${Array.isArray(results) ? results.length : typeof results} results for ${entries.length} entries`);
-      } catch (cause) {
-        // Never diverge: a replica whose state machine failed stops (braft's on_error).
-        return this.#fail(new RaftError('ERR_RAFT_STATE_MACHINE',
-          `state machine apply failed at index ${entries[0]?.index}: ${String(cause)}`, { cause }));
-      }
-      for (let i = 0; i < entries.length; i++) {
-        const seq = origins[i];
-        if (seq !== undefined) this.#pending.get(seq)?.resolve(results[i] as R);
-      }
-    }
+    if (!flush()) return;
     this.#appliedUpTo(lastIndex);
+  }
+
+  // `text`: the addon's conf_text (peers, old peers, learners: one braft list per line).
+  #configurationCommitted(text: string, index: number): boolean {
+    const [peers = '', oldPeers = '', learners = ''] = text.split('\n');
+    const list = (l: string): string[] => (l === '' ? [] : l.split(','));
+    const conf: Configuration = { peers: list(peers), oldPeers: list(oldPeers), learners: list(learners) };
+    try {
+      this.#sm.onConfigurationCommitted?.(conf, index);
+    } catch (cause) {
+      this.#fail(new RaftError('ERR_RAFT_STATE_MACHINE',
+        `onConfigurationCommitted failed at index ${index}: ${String(cause)}`, { cause }));
+      return false;
+    }
+    this.emit('configuration', conf, index);
+    return true;
   }
 
   #appliedUpTo(index: number): void {
@@ -564,18 +600,17 @@ export class RaftNode<R = unknown> extends EventEmitter<RaftNodeEvents> {
     }
   }
 
-  #restore(dir: string, index: number): void {
+  #restore(dir: string, index: number, conf: string): void {
     const sm = this.#sm;
     if (!sm.restore) return;
     const done = (): void => {
       this.#restoring = false;
+      if (!this.#configurationCommitted(conf, index)) return;
       this.#appliedUpTo(index);
-      const backlog = this.#backlog;
-      this.#backlog = [];
-      for (const [packed, count, last] of backlog) {
-        if (this.#state !== 'running') return;
-        if (this.#restoring) return void this.#backlog.push([packed, count, last]);
-        this.#apply(packed, count, last);
+      // In order, until one of them is another restore (the rest then waits for it).
+      while (this.#backlog.length > 0 && !this.#restoring && this.#state === 'running') {
+        const [kind, a, b, c] = this.#backlog.shift()!;
+        this.#onNative(kind, a, b, c);
       }
     };
     const failed = (cause: unknown): void =>

@@ -3,13 +3,14 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { RaftError, RaftNode, type ConfChange, type Entry, type StateMachine } from '../lib/index.js';
+import { RaftError, RaftNode, type ConfChange, type Configuration, type Entry, type StateMachine } from '../lib/index.js';
 
 /** A counter: each entry is a signed 32-bit increment; the result is the new value. */
 class Counter implements StateMachine<number> {
   value = 0;
   applied: number[] = [];
   leaderTerms: number[] = [];
+  confs: [number, number][] = []; // (index, voters) as onConfigurationCommitted saw them
   apply(entries: readonly Entry[]): number[] {
     return entries.map((e) => {
       this.applied.push(e.index);
@@ -19,6 +20,9 @@ class Counter implements StateMachine<number> {
   }
   onLeaderStart(term: number): void {
     this.leaderTerms.push(term);
+  }
+  onConfigurationCommitted(conf: Configuration, index: number): void {
+    this.confs.push([index, conf.peers.length]);
   }
 }
 
@@ -193,10 +197,18 @@ describe('RaftNode (one process)', function () {
     const fourth = make(ports, 3, sms[3]);
     nodes.push(fourth);
     await fourth.start();
+    const events: Configuration[] = [];
+    leader.on('configuration', (conf) => events.push(conf));
     const added = await leader.addPeer(fourth.id, { timeoutMs: 10_000 });
     assert.equal(added.oldPeers.length, 3);
     assert.equal(added.newPeers.length, 4);
     await until('newcomer caught up', () => sms[3]!.value === 7);
+    assert.deepEqual(events.map((c) => c.peers.length), [4], 'the leader reported the new configuration');
+    assert.ok(events[0]!.peers.includes(fourth.id));
+    // Every replica saw the same configurations at the same indices, in log order.
+    await until('configuration applied everywhere', () => sms.every((s) => s.confs.length === sms[0]!.confs.length));
+    for (const sm of sms) assert.deepEqual(sm.confs, sms[0]!.confs);
+    assert.equal(sms[0]!.confs.at(-1)![1], 4);
     // Asked the moment it leads, before its first entry commits: the change waits its turn.
     const removing = new Promise<ConfChange>((resolve, reject) => fourth.on('role', (role) => {
       if (role === 'leader') fourth.removePeer(leader.id, { timeoutMs: 10_000 }).then(resolve, reject);
@@ -233,6 +245,7 @@ describe('RaftNode (one process)', function () {
     await nodes[away]!.start();
     await until('caught up by snapshot', () => fresh.value === 102);
     assert.ok(fresh.restored.length >= 1, 'it restored a snapshot');
+    assert.deepEqual(fresh.confs[0], [fresh.restored[0], 3], 'the snapshot brought its configuration');
     // Restart from its own snapshot plus the log after it.
     await leader.close();
     const again = new SnapCounter();

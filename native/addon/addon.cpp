@@ -44,8 +44,15 @@ struct SaveRequest {  // write a snapshot into dir, then call snapshotDone(token
 };
 struct LoadRequest {  // replace the state with the snapshot in dir, before any later apply
   std::string dir;
-  uint64_t index;  // the last entry it covers
+  uint64_t index;    // the last entry it covers
+  std::string conf;  // its configuration, as conf_text
 };
+// A configuration for JavaScript: peers, old peers (joint), learners; lines of braft's text.
+std::string conf_text(const core::Configuration& c) {
+  return core::to_string(c.peers) + "\n" + core::to_string(c.old_peers) + "\n" +
+         core::to_string(c.learners);
+}
+
 using Item = std::variant<ApplyBatch, Settle, RoleChange, SaveRequest, LoadRequest>;
 
 // Snapshot saves in flight: created on the host thread, finished from JavaScript.
@@ -143,7 +150,8 @@ void call_js(Napi::Env env, Napi::Function callback, Context* ctx, Item* raw) {
                          Napi::Number::New(env, static_cast<double>(it.token))});
         } else if constexpr (std::is_same_v<T, LoadRequest>) {
           callback.Call({Napi::String::New(env, "load"), Napi::String::New(env, it.dir),
-                         Napi::Number::New(env, static_cast<double>(it.index))});
+                         Napi::Number::New(env, static_cast<double>(it.index)),
+                         Napi::String::New(env, it.conf)});
         }
       },
       *item);
@@ -232,7 +240,9 @@ class Node : public Napi::ObjectWrap<Node> {
       auto batch = std::make_unique<Item>(ApplyBatch{});
       auto& b = std::get<ApplyBatch>(*batch);
       for (const auto& e : entries) {
-        const std::string* d = e.data.get();
+        std::string conf;
+        if (e.type == core::EntryType::Configuration && e.conf) conf = conf_text(*e.conf);
+        const std::string* d = e.conf ? &conf : e.data.get();
         put_le(b.packed, e.index, 8);
         put_le(b.packed, e.term, 8);
         b.packed.push_back(static_cast<char>(e.type));
@@ -269,7 +279,8 @@ class Node : public Napi::ObjectWrap<Node> {
       sm.load = [tsfn](const std::string& dir) mutable {
         storage::SnapshotInfo info;
         if (auto st = storage::SnapshotStore::read_info(dir, &info); !st.ok()) return st;
-        auto item = std::make_unique<Item>(LoadRequest{dir, info.meta.last_included_index});
+        auto item = std::make_unique<Item>(
+            LoadRequest{dir, info.meta.last_included_index, conf_text(info.meta.conf)});
         if (tsfn.NonBlockingCall(item.get()) != napi_ok)
           return storage::Status{storage::Code::Io, "the node is closing"};
         item.release();
