@@ -95,6 +95,12 @@ export interface RaftNodeOptions<R = unknown> {
   leaderLease?: boolean;
   /** Proposals refused with ERR_RAFT_BUSY while this many entries are uncommitted. */
   maxUncommittedEntries?: number;
+  /**
+   * At most this many proposals of this replica in flight (made, not yet settled); more are
+   * refused at once with ERR_RAFT_BUSY, so a caller that does not await cannot queue without
+   * bound. Default 100000.
+   */
+  maxPendingProposals?: number;
   snapshotIntervalS?: number;
   snapshotLogThreshold?: number;
   /**
@@ -186,6 +192,7 @@ function integer(name: string, value: unknown, min: number, max: number, fallbac
 interface Validated {
   ip: string;
   self: string;
+  maxPendingProposals: number;
   native: ConstructorParameters<typeof binding.Node>[1];
 }
 
@@ -216,6 +223,7 @@ function validate<R>(o: RaftNodeOptions<R>): Validated {
   return {
     ip,
     self: self.toString(),
+    maxPendingProposals: integer('maxPendingProposals', o.maxPendingProposals, 1, 1e8, 100_000),
     native: {
       group: o.group,
       self: self.toString(),
@@ -313,6 +321,9 @@ export class RaftNode<R = unknown> extends EventEmitter<RaftNodeEvents> {
     if (signal?.aborted) return Promise.reject(signal.reason);
     if (timeoutMs !== undefined && (!Number.isFinite(timeoutMs) || timeoutMs <= 0))
       return Promise.reject(new RaftError('ERR_RAFT_BAD_ARGUMENT', `timeoutMs must be a positive number, got ${timeoutMs}`));
+    if (this.#pending.size >= this.#options.maxPendingProposals)
+      return Promise.reject(new RaftError('ERR_RAFT_BUSY',
+        `${this.#pending.size} proposals are in flight (maxPendingProposals); await some before proposing more`));
     const seq = ++this.#seq;
     const entry = Buffer.allocUnsafe(HEADER + data.byteLength);
     entry.writeUInt8(VERSION, 0);

@@ -132,6 +132,25 @@ describe('RaftNode (one process)', function () {
     assert.equal(await leader.propose(inc(1)), 2);
   });
 
+  it('bounds proposals in flight, and settles every one of them at close', async () => {
+    const sm = new Counter();
+    const n = make([base + 80], 0, sm, { maxPendingProposals: 10 });
+    nodes.push(n);
+    await n.start();
+    await n.propose(inc(0));
+    const burst = Array.from({ length: 30 }, () => n.propose(inc(1)));
+    const outcomes = await Promise.allSettled(burst);
+    const busy = outcomes.filter((o) => o.status === 'rejected' && o.reason instanceof RaftError && o.reason.code === 'ERR_RAFT_BUSY');
+    assert.equal(outcomes.filter((o) => o.status === 'fulfilled').length, 10);
+    assert.equal(busy.length, 20);
+    assert.equal(sm.value, 10);
+    // Closed with proposals in flight: each settles (applied, or ERR_RAFT_SHUTDOWN), none hangs.
+    const inFlight = Array.from({ length: 10 }, () => n.propose(inc(1)));
+    await n.close();
+    for (const o of await Promise.allSettled(inFlight))
+      assert.ok(o.status === 'fulfilled' || (o.reason instanceof RaftError && o.reason.code === 'ERR_RAFT_SHUTDOWN'), String(o.status === 'rejected' && o.reason));
+  });
+
   it('a throwing apply stops the replica with ERR_RAFT_STATE_MACHINE', async () => {
     const errors: RaftError[] = [];
     const sm: StateMachine<number> = {
@@ -270,7 +289,7 @@ describe('RaftNode (one process)', function () {
       ['leaderLease', { leaderLease: 'yes' }], ['snapshotIntervalS', { snapshotIntervalS: -1 }],
       ['ip', { ip: 'localhost' }], ['idx', { idx: -1 }], ['maxElectionDelayMs', { maxElectionDelayMs: -5 }],
       ['maxUncommittedEntries', { maxUncommittedEntries: 'many' }], ['snapshotLogThreshold', { snapshotLogThreshold: 0.5 }],
-      ['stuckApplyTimeoutMs', { stuckApplyTimeoutMs: -1 }], ['stateMachine', { stateMachine: { apply() { return []; }, snapshot() {} } }],
+      ['stuckApplyTimeoutMs', { stuckApplyTimeoutMs: -1 }], ['maxPendingProposals', { maxPendingProposals: 0 }], ['stateMachine', { stateMachine: { apply() { return []; }, snapshot() {} } }],
     ];
     for (const [what, patch] of cases)
       assert.throws(() => new RaftNode({ ...ok, ...patch } as never),
