@@ -39,13 +39,18 @@ describe('npm pack', function () {
       const b = Buffer.alloc(4);
       b.writeUInt32LE(41);
       console.log('result', await node.propose(b), await node.propose(Buffer.from([1, 0, 0, 0])));
+      // The package's bin, as npx finds it.
+      const { execFile } = await import('node:child_process');
+      const leader = await new Promise((resolve, reject) => execFile('node_modules/.bin/raftstore',
+        ['get_leader', '--group=demo', '--conf=127.0.0.1:${PORT}:0'], (err, out) => (err ? reject(err) : resolve(out))));
+      console.log('leader', leader.trim());
       try { new RaftNode({ group: 'demo', config: 'nonsense', port: 1, dir: 'x', stateMachine: node }); }
       catch (e) { console.log(e instanceof RaftError ? e.code : 'not a RaftError'); }
       await node.close();
       // No process.exit: a closed node must not keep the process alive.
     `);
     const out = execFileSync(process.execPath, ['main.mjs'], { cwd: app, encoding: 'utf8', timeout: 30_000 });
-    assert.equal(out, 'result 41 42\nERR_RAFT_BAD_CONFIG\n');
+    assert.equal(out, `result 41 42\nleader 127.0.0.1:${PORT}:0:0\nERR_RAFT_BAD_CONFIG\n`);
   });
 });
 
