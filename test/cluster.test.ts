@@ -66,12 +66,12 @@ describe('RaftNode (three processes)', function () {
   this.timeout(90_000);
   let dir = '';
   let replicas: Replica[] = [];
-  const setup = async (electionTimeoutMs: number, stuckApplyTimeoutMs = 30_000): Promise<void> => {
+  const setup = async (electionTimeoutMs: number, stuckApplyTimeoutMs = 30_000, snapshotLogThreshold = 0): Promise<void> => {
     dir = mkdtempSync(join(tmpdir(), 'cluster-'));
     const base = 24000 + Math.floor(Math.random() * 20000);
     const ports = [base, base + 1, base + 2];
     const config = ports.map((p) => `127.0.0.1:${p}:0`).join(',');
-    replicas = ports.map((p) => new Replica(p, ['g', config, String(p), join(dir, String(p)), String(electionTimeoutMs), String(stuckApplyTimeoutMs)]));
+    replicas = ports.map((p) => new Replica(p, ['g', config, String(p), join(dir, String(p)), String(electionTimeoutMs), String(stuckApplyTimeoutMs), String(snapshotLogThreshold)]));
     await Promise.all(replicas.map((r) => r.start()));
   };
   // Proposers that keep going until stopped; a failed test's are stopped by afterEach, so
@@ -127,6 +127,35 @@ describe('RaftNode (three processes)', function () {
     await old.start(); // same data directory
     for (let i = 0; i < 200 && (await old.value()) < value; i++) await sleep(25);
     assert.equal(await old.value(), value, 'the restarted replica caught up');
+  });
+
+  it('a leader killed with SIGKILL under load catches up by snapshot once the others compacted past it', async () => {
+    await setup(500, 30_000, 100);
+    const old = await leader();
+    const others = replicas.filter((r) => r !== old);
+    const acked: number[] = [];
+    const proposers = load(others, acked);
+    await sleep(500);
+    const killedAt = (await old.status())!.commitIndex;
+    old.kill();
+    // Enough writes after the kill for the survivors to snapshot (every 100 entries) and
+    // drop the log the killed replica would need.
+    const before = acked.length;
+    for (let i = 0; i < 300 && acked.length < before + 400; i++) await sleep(20);
+    await proposers.stop();
+    assert.ok(acked.length >= before + 400, `writes resumed (${acked.length - before} after the kill)`);
+    const now = await leader(others);
+    const s = (await now.status())! as Status & { firstIndex: number; snapshotIndex: number };
+    assert.ok(s.snapshotIndex > 0 && s.firstIndex > 1, 'the survivors compacted their log');
+    const value = await now.value();
+    assert.ok(value >= Math.max(...acked), 'no acknowledged write lost');
+    await old.start(); // same data directory, its log ends before the others' first index
+    for (let i = 0; i < 300 && (await old.value()) < value; i++) await sleep(20);
+    assert.equal(await old.value(), value, 'the restarted replica caught up');
+    const restored = await old.call('restored');
+    // Its own snapshots end before the kill; this one was taken by the others after it.
+    assert.ok(restored.ok && (restored.result as number) > killedAt + 100,
+      `it caught up by installing a snapshot (restored ${restored.ok && String(restored.result)}, killed at ${killedAt})`);
   });
 
   it('keeps its leader while the leader\'s event loop is blocked for 5 s', async () => {
