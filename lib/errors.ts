@@ -53,3 +53,23 @@ export function fromNative(err: unknown): RaftError {
   if (typeof e?.leader === 'string' && e.leader !== '') options.leaderId = e.leader;
   return new RaftError(code, message, options);
 }
+
+export type StoreErrorCode =
+  | 'ERR_STORE_UNIQUE'
+  | 'ERR_STORE_NO_OBJECT'
+  | 'ERR_STORE_UNKNOWN_CLASS'
+  | 'ERR_STORE_UNKNOWN_INDEX'
+  | 'ERR_STORE_UNKNOWN_TRANSACTION'
+  | 'ERR_STORE_BAD_TRANSACTION'
+  | 'ERR_STORE_TX_CLOSED'
+  | 'ERR_STORE_BAD_SNAPSHOT';
+
+/** An error of the object store's own rules (thrown inside transactions or by its API). */
+export class StoreError extends Error {
+  readonly code: StoreErrorCode;
+  constructor(code: StoreErrorCode, message: string) {
+    super(message);
+    this.name = 'StoreError';
+    this.code = code;
+  }
+}

@@ -7,3 +7,9 @@ export type {
   Entry, StateMachine, RaftNodeOptions, ProposeOptions, RaftStatus, Role, RaftNodeEvents,
   ReadBarrierOptions, SnapshotEvent, ConfChange, Configuration,
 } from './raft-node.js';
+export { StoreError } from './errors.js';
+export type { StoreErrorCode } from './errors.js';
+export { Store } from './store/store.js';
+export type { StoreOptions, StoreEvents, StoreSnapshotEvent, TxContext, TransactionFn } from './store/store.js';
+export { View, Transaction } from './store/objects.js';
+export type { StoreClass, AnyStoreClass, Stored, Fields, IndexSpec, IndexKey, RangeQuery } from './store/objects.js';

@@ -259,6 +259,7 @@ export class RaftNode<R = unknown> extends EventEmitter<RaftNodeEvents> {
   #term = 0;
   #leaderId: string | null = null;
   #applied = 0;
+  readonly #leaderWaiters = new Set<() => void>();
   #appliedWaiters: { index: number; resolve: () => void; reject: (e: unknown) => void }[] = [];
   // While a restore runs, what the engine sends next waits here (it comes after it).
   #restoring = false;
@@ -365,16 +366,16 @@ export class RaftNode<R = unknown> extends EventEmitter<RaftNodeEvents> {
     });
   }
 
-  // The next leader event, or a short pause (the leader asked may simply not know yet).
+  // The next leader change, or a short pause (the leader asked may simply not know yet).
   #leaderNews(): Promise<void> {
     return new Promise((resolve) => {
       const done = (): void => {
         clearTimeout(timer);
-        this.off('leader', done);
+        this.#leaderWaiters.delete(done);
         resolve();
       };
       const timer = setTimeout(done, 50);
-      this.on('leader', done);
+      this.#leaderWaiters.add(done);
     });
   }
 
@@ -647,7 +648,10 @@ export class RaftNode<R = unknown> extends EventEmitter<RaftNodeEvents> {
     if (wasLeader && role !== 'leader') this.#sm.onLeaderStop?.();
     if (!wasLeader && role === 'leader') this.#sm.onLeaderStart?.(term);
     if (roleChanged) this.emit('role', role, term);
-    if (leaderChanged) this.emit('leader', leaderId, term);
+    if (leaderChanged) {
+      for (const wake of [...this.#leaderWaiters]) wake();
+      this.emit('leader', leaderId, term);
+    }
   }
 
   #fail(err: RaftError): void {

@@ -1,0 +1,307 @@
+// Store: bknr.datastore's model on RaftNode. The app declares classes (with indices) and
+// named, deterministic transaction functions; the log records a transaction's name and
+// arguments, and every replica re-executes it in log order against its in-memory objects.
+import { EventEmitter } from 'node:events';
+import { open as openFile, readFile } from 'node:fs/promises';
+import { deserialize, serialize } from 'node:v8';
+import { RaftError, StoreError } from '../errors.js';
+import {
+  RaftNode, type Entry, type RaftNodeOptions, type RaftStatus, type Role, type SnapshotReader,
+  type SnapshotWriter, type StateMachine,
+} from '../raft-node.js';
+import { Objects, Transaction, View, type AnyStoreClass, type StoreClass, type Stored } from './objects.js';
+
+/** What a transaction may use instead of the clock and Math.random (same on every replica). */
+export interface TxContext {
+  /** Milliseconds since the epoch, stamped into the entry when it was proposed; never
+   *  earlier than the previous transaction's. */
+  readonly now: number;
+  /** A uniform number in [0, 1), from a generator seeded by the entry's log index. */
+  random(): number;
+  /** The entry's log index. */
+  readonly index: number;
+}
+
+/** A transaction: synchronous and deterministic (its outcome depends only on its inputs). */
+export type TransactionFn<A = never, R = unknown> = (tx: Transaction, args: A, ctx: TxContext) => R;
+
+export interface StoreOptions<T extends Record<string, TransactionFn<never, unknown>>>
+  extends Omit<RaftNodeOptions, 'stateMachine' | 'config' | 'port'> {
+  /** The initial configuration (braft's text form); default, standalone: this replica only. */
+  config?: string;
+  port?: number;
+  transactions: T;
+  classes?: readonly AnyStoreClass[];
+  /** One replica, same API, its own data directory; may later seed a cluster. */
+  standalone?: boolean;
+}
+
+export interface StoreSnapshotEvent {
+  index: number;
+  durationMs: number;
+  objects: number;
+  bytes: number;
+}
+
+export interface StoreEvents {
+  role: [role: Role, term: number];
+  leader: [leaderId: string | null, term: number];
+  applied: [index: number];
+  snapshot: [info: StoreSnapshotEvent];
+  error: [err: RaftError];
+}
+
+type ArgsOf<F> = F extends (tx: Transaction, args: infer A, ctx: TxContext) => unknown ? A : never;
+type ResultOf<F> = F extends (tx: Transaction, args: never, ctx: TxContext) => infer R ? R : never;
+
+const ENTRY_FORMAT = 1;
+const SNAPSHOT_FORMAT = 1;
+const SNAPSHOT_FILE = 'store.v8';
+const SNAPSHOT_CHUNK = 10_000;
+
+type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
+
+// splitmix64: a small, well-mixed generator; seeded by the log index it is the same on
+// every replica.
+function seededRandom(seed: number): () => number {
+  let s = BigInt.asUintN(64, BigInt(seed) * 0x9e3779b97f4a7c15n);
+  return () => {
+    s = BigInt.asUintN(64, s + 0x9e3779b97f4a7c15n);
+    let z = s;
+    z = BigInt.asUintN(64, (z ^ (z >> 30n)) * 0xbf58476d1ce4e5b9n);
+    z = BigInt.asUintN(64, (z ^ (z >> 27n)) * 0x94d049bb133111ebn);
+    z ^= z >> 31n;
+    return Number(z >> 11n) / 2 ** 53;
+  };
+}
+
+export class Store<T extends Record<string, TransactionFn<never, unknown>> = Record<string, TransactionFn<never, unknown>>>
+  extends EventEmitter<StoreEvents> {
+  readonly node: RaftNode<Outcome>;
+  readonly #transactions: T;
+  readonly #objects: Objects;
+  #lastNow = 0;
+  #applied = 0;
+
+  private constructor(options: StoreOptions<T>) {
+    super();
+    if (typeof options !== 'object' || options === null) throw new RaftError('ERR_RAFT_BAD_CONFIG', 'options must be an object');
+    const { transactions, classes = [], standalone = false, config, port, ...rest } = options;
+    if (typeof transactions !== 'object' || transactions === null)
+      throw new RaftError('ERR_RAFT_BAD_CONFIG', 'transactions must be an object of named functions');
+    for (const [name, fn] of Object.entries(transactions)) {
+      if (typeof fn !== 'function')
+        throw new RaftError('ERR_RAFT_BAD_CONFIG', `transactions.${name} must be a function (tx, args, ctx) => result`);
+      // An await would let other transactions interleave with this one's changes, and the
+      // outcome would depend on timing: not replayable.
+      if (fn.constructor.name === 'AsyncFunction' || fn.constructor.name === 'AsyncGeneratorFunction')
+        throw new StoreError('ERR_STORE_BAD_TRANSACTION', `transactions.${name} is async; transactions must be synchronous`);
+    }
+    if (!Array.isArray(classes)) throw new RaftError('ERR_RAFT_BAD_CONFIG', 'classes must be an array of classes');
+    if (typeof standalone !== 'boolean') throw new RaftError('ERR_RAFT_BAD_CONFIG', 'standalone must be a boolean');
+    this.#transactions = transactions;
+    this.#objects = new Objects(classes);
+    const ip = rest.ip ?? '127.0.0.1';
+    if (port === undefined) throw new RaftError('ERR_RAFT_BAD_CONFIG', 'port is required');
+    const self = `${ip}:${port}:${rest.idx ?? 0}`;
+    if (standalone && config !== undefined && config !== self)
+      throw new RaftError('ERR_RAFT_BAD_CONFIG', `a standalone store is its own configuration (${self}); leave config out`);
+    if (!standalone && config === undefined) throw new RaftError('ERR_RAFT_BAD_CONFIG', 'config is required (or standalone: true)');
+    this.node = new RaftNode<Outcome>({
+      ...rest,
+      config: config ?? self,
+      port,
+      stateMachine: this.#stateMachine(),
+    });
+    this.node.on('role', (role, term) => this.emit('role', role, term));
+    this.node.on('leader', (id, term) => this.emit('leader', id, term));
+    this.node.on('error', (err) => {
+      if (this.listenerCount('error') > 0) this.emit('error', err);
+    });
+  }
+
+  /** Validates the options, opens the data directory (replaying it) and joins the group. */
+  static async open<T extends Record<string, TransactionFn<never, unknown>>>(options: StoreOptions<T>): Promise<Store<T>> {
+    const store = new Store(options);
+    await store.node.start();
+    return store;
+  }
+
+  /**
+   * Runs transaction `name` with `args` on every replica, in log order, and resolves with
+   * its result here (after this replica applied it), or rejects with what it threw.
+   */
+  async transact<K extends keyof T & string>(name: K, args: ArgsOf<T[K]>,
+    options: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<ResultOf<T[K]>> {
+    if (!Object.hasOwn(this.#transactions, name))
+      throw new StoreError('ERR_STORE_UNKNOWN_TRANSACTION', `no transaction named ${JSON.stringify(name)}`);
+    let entry: Buffer;
+    try {
+      entry = serialize([ENTRY_FORMAT, name, args, Date.now()]);
+    } catch (cause) {
+      throw new RaftError('ERR_RAFT_BAD_ARGUMENT', `the arguments of ${name} cannot be serialized: ${String(cause)}`, { cause });
+    }
+    const outcome = await this.node.propose(entry, options);
+    if (!outcome.ok) throw outcome.error;
+    return outcome.value as ResultOf<T[K]>;
+  }
+
+  /** Reads local state (synchronously), or after a read barrier when a consistency is given. */
+  read<R>(fn: (view: View) => R): R;
+  read<R>(fn: (view: View) => R, options: { consistency: 'linearizable' | 'lease'; signal?: AbortSignal; timeoutMs?: number }): Promise<R>;
+  read<R>(fn: (view: View) => R, options?: { consistency: 'linearizable' | 'lease'; signal?: AbortSignal; timeoutMs?: number }): R | Promise<R> {
+    const view = new View(this.#objects);
+    if (!options) return fn(view);
+    return this.node.readBarrier(options).then(() => fn(view));
+  }
+
+  get<C extends object>(cls: StoreClass<C>, id: number): Stored<C> | undefined {
+    return this.read((v) => v.get(cls, id));
+  }
+  all<C extends object>(cls: StoreClass<C>): Stored<C>[] {
+    return this.read((v) => v.all(cls));
+  }
+
+  get isLeader(): boolean {
+    return this.node.isLeader;
+  }
+  get leaderId(): string | null {
+    return this.node.leaderId;
+  }
+  get role(): Role {
+    return this.node.role;
+  }
+  get appliedIndex(): number {
+    return this.#applied;
+  }
+  status(): RaftStatus {
+    return this.node.status();
+  }
+  /** Takes a snapshot now (the `snapshot` event reports it). */
+  snapshot(): Promise<void> {
+    return this.node.snapshot();
+  }
+  close(): Promise<void> {
+    return this.node.close();
+  }
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  #stateMachine(): StateMachine<Outcome> {
+    return {
+      apply: (entries) => {
+        const out = entries.map((e) => this.#execute(e));
+        const last = entries[entries.length - 1];
+        if (last) {
+          this.#applied = last.index;
+          this.emit('applied', last.index);
+        }
+        return out;
+      },
+      snapshot: (writer) => this.#save(writer),
+      restore: (reader) => this.#restore(reader),
+    };
+  }
+
+  #execute(e: Entry): Outcome {
+    let decoded: unknown;
+    try {
+      decoded = deserialize(e.data);
+    } catch (cause) {
+      // Not ours or damaged: stop this replica (RaftNode: ERR_RAFT_STATE_MACHINE).
+      throw new StoreError('ERR_STORE_BAD_TRANSACTION', `entry ${e.index} is not a store transaction: ${String(cause)}`);
+    }
+    if (!Array.isArray(decoded) || decoded[0] !== ENTRY_FORMAT || typeof decoded[1] !== 'string')
+      throw new StoreError('ERR_STORE_BAD_TRANSACTION', `entry ${e.index} is not a store transaction of format ${ENTRY_FORMAT}`);
+    const [, name, args, stamped] = decoded as [number, string, unknown, number];
+    if (!Object.hasOwn(this.#transactions, name))
+      // Never skipped: the replicas that know it would diverge from this one.
+      throw new StoreError('ERR_STORE_UNKNOWN_TRANSACTION',
+        `entry ${e.index} runs transaction ${JSON.stringify(name)}, which this version does not define; ` +
+        'deploy a version that defines it (transactions may be added, never removed while in the log)');
+    const fn = this.#transactions[name] as TransactionFn<unknown, unknown>;
+    this.#lastNow = Math.max(this.#lastNow, typeof stamped === 'number' ? stamped : 0);
+    const ctx: TxContext = { now: this.#lastNow, random: seededRandom(e.index), index: e.index };
+    const tx = new Transaction(this.#objects);
+    const nextId = this.#objects.nextId;
+    try {
+      const value = fn(tx, args, ctx);
+      if (typeof (value as { then?: unknown } | null)?.then === 'function')
+        throw new StoreError('ERR_STORE_BAD_TRANSACTION', `transaction ${name} returned a promise; transactions must be synchronous`);
+      tx.end(false, nextId);
+      return { ok: true, value };
+    } catch (error) {
+      tx.end(true, nextId);
+      return { ok: false, error };
+    }
+  }
+
+  // Captures every class's objects now (they are immutable, so the arrays are a consistent
+  // cut), then writes them in chunks, yielding to the event loop between chunks.
+  #save(writer: SnapshotWriter): Promise<void> {
+    const started = performance.now();
+    const index = this.#applied;
+    const header = { format: SNAPSHOT_FORMAT, index, nextId: this.#objects.nextId, lastNow: this.#lastNow };
+    const cut = [...this.#objects.classes.values()].map((c) => [c.name, [...c.objects.values()]] as const);
+    const write = async (): Promise<void> => {
+      const file = await openFile(writer.path(SNAPSHOT_FILE), 'w');
+      let bytes = 0;
+      let objects = 0;
+      try {
+        const frame = async (value: unknown): Promise<void> => {
+          const body = serialize(value);
+          const len = Buffer.alloc(4);
+          len.writeUInt32LE(body.length);
+          await file.write(len);
+          await file.write(body);
+          bytes += 4 + body.length;
+        };
+        await frame(header);
+        for (const [name, list] of cut) {
+          for (let i = 0; i < list.length; i += SNAPSHOT_CHUNK) {
+            const chunk = list.slice(i, i + SNAPSHOT_CHUNK).map((o) => ({ ...o }));
+            objects += chunk.length;
+            await frame([name, chunk]);
+            await new Promise((r) => setImmediate(r));
+          }
+        }
+        await frame(null); // the end: a file cut short is refused
+      } finally {
+        await file.close();
+      }
+      this.emit('snapshot', { index, durationMs: performance.now() - started, objects, bytes });
+    };
+    return write();
+  }
+
+  async #restore(reader: SnapshotReader): Promise<void> {
+    const data = await readFile(reader.path(SNAPSHOT_FILE));
+    const frames: unknown[] = [];
+    for (let at = 0; at < data.length;) {
+      if (at + 4 > data.length) throw new StoreError('ERR_STORE_BAD_SNAPSHOT', `snapshot ${reader.dir} is cut short`);
+      const len = data.readUInt32LE(at);
+      if (at + 4 + len > data.length) throw new StoreError('ERR_STORE_BAD_SNAPSHOT', `snapshot ${reader.dir} is cut short`);
+      frames.push(deserialize(data.subarray(at + 4, at + 4 + len)));
+      at += 4 + len;
+    }
+    const header = frames[0] as { format?: unknown; nextId?: unknown; lastNow?: unknown } | undefined;
+    if (header?.format !== SNAPSHOT_FORMAT)
+      throw new StoreError('ERR_STORE_BAD_SNAPSHOT', `snapshot ${reader.dir} has format ${String(header?.format)}; this version reads ${SNAPSHOT_FORMAT}`);
+    if (frames[frames.length - 1] !== null) throw new StoreError('ERR_STORE_BAD_SNAPSHOT', `snapshot ${reader.dir} is cut short`);
+    for (const c of this.#objects.classes.values()) c.objects.clear();
+    for (const f of frames.slice(1, -1)) {
+      const [name, list] = f as [string, Record<string, unknown>[]];
+      const state = this.#objects.classes.get(name);
+      if (!state) throw new StoreError('ERR_STORE_UNKNOWN_CLASS', `snapshot ${reader.dir} holds class ${JSON.stringify(name)}, which this version does not register`);
+      for (const fields of list) {
+        const id = fields['id'] as number;
+        state.objects.set(id, this.#objects.make(state, id, fields));
+      }
+    }
+    this.#objects.reindex();
+    this.#objects.nextId = header.nextId as number;
+    this.#lastNow = header.lastNow as number;
+    this.#applied = reader.index;
+  }
+}
