@@ -10,88 +10,19 @@
 //
 // Options: --seconds S (per level, default 20), --levels 1,8,32,128, --trials N (kills per
 // election timeout, default 3), --timeouts 1000,100.
-import { spawn, execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
-
-const root = fileURLToPath(new URL('..', import.meta.url));
-const server = join(root, 'build/release/raftstore-counter-server');
-const client = join(root, 'build/release/raftstore-counter-client');
-const run = promisify(execFile);
+import { CounterCluster as Cluster, buildRelease, numericOption, sleep } from './lib.mjs';
 
 const braft = { 1: 1600, 8: 8000, 32: 18500, 128: 29500 }; // writes/s
 const braftOutageMs = 3000; // at a 1000 ms election timeout
 const outageTargetMs = { 1000: 1000, 100: 300 };
 
-function option(name, fallback) {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i < 0) return fallback;
-  const v = process.argv[i + 1];
-  if (!v || !/^\d+(,\d+)*$/.test(v)) {
-    console.error(`bench:counter: --${name} needs a number or a comma-separated list, got "${v ?? ''}"`);
-    process.exit(2);
-  }
-  return v;
-}
+const option = (name, fallback) => numericOption('counter', name, fallback);
 const seconds = Number(option('seconds', '20'));
 const levels = option('levels', '1,8,32,128').split(',').map(Number);
 const trials = Number(option('trials', '3'));
 const timeouts = option('timeouts', '1000,100').split(',').map(Number);
 
-const build = await run(process.execPath, [join(root, 'scripts/build.mjs'), '--release-only'], { cwd: root })
-  .catch((e) => e);
-if (build instanceof Error) {
-  console.error(`bench:counter: build failed\n${build.stdout ?? ''}${build.stderr ?? ''}`);
-  process.exit(1);
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-class Cluster {
-  constructor(electionTimeoutMs) {
-    this.dir = mkdtempSync(join(tmpdir(), 'bench-counter-'));
-    const base = 30000 + Math.floor(Math.random() * 20000);
-    this.ports = [base, base + 1, base + 2];
-    this.conf = this.ports.map((p) => `127.0.0.1:${p}:0`).join(',');
-    this.timeout = electionTimeoutMs;
-    this.children = new Map();
-    for (const p of this.ports) this.start(p);
-  }
-  start(port) {
-    const child = spawn(server, [`-port=${port}`, `-conf=${this.conf}`, `-data_path=${join(this.dir, String(port))}`,
-      `-election_timeout_ms=${this.timeout}`], { stdio: 'ignore' });
-    this.children.set(port, child);
-  }
-  async stat(port) {
-    try {
-      return await (await fetch(`http://127.0.0.1:${port}/raft_stat`)).text();
-    } catch {
-      return '';
-    }
-  }
-  async leader() {
-    for (let i = 0; i < 400; i++) {
-      for (const p of this.ports) if ((await this.stat(p)).includes('state: leader')) return p;
-      await sleep(25);
-    }
-    throw new Error('no leader within 10 s');
-  }
-  async client(threads, secs) {
-    const { stdout } = await run(client, [`-conf=${this.conf}`, `-thread_num=${threads}`, `-seconds=${secs}`],
-      { maxBuffer: 1 << 20 });
-    const line = /^qps=(\d+) p50_ms=([\d.]+) p90_ms=([\d.]+) p99_ms=([\d.]+) p999_ms=([\d.]+) errors=(\d+)$/m.exec(stdout);
-    const outage = /^outage_ms=(\d+)$/m.exec(stdout);
-    if (!line || !outage) throw new Error(`unexpected client output:\n${stdout}`);
-    return { qps: Number(line[1]), p50: line[2], p99: line[4], p999: line[5], errors: Number(line[6]), outage: Number(outage[1]) };
-  }
-  stop() {
-    for (const c of this.children.values()) c.kill('SIGKILL');
-    rmSync(this.dir, { recursive: true, force: true });
-  }
-}
+await buildRelease('counter');
 
 const rows = [];
 let allMet = true;

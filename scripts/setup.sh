@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 packages=(g++ cmake ninja-build ccache libgtest-dev clang-format libprotobuf-dev protobuf-compiler libasio-dev
-  clang-14 libclang-rt-14-dev)  # clang only for the libFuzzer target
+  clang-14 libclang-rt-14-dev  # clang only for the libFuzzer target
+  etcd-server)  # only for `npm run bench:node` (etcd as the comparison); no test uses it
 
 missing=()
 for pkg in "${packages[@]}"; do

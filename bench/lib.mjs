@@ -1,0 +1,83 @@
+// Helpers shared by the benchmarks (bench/counter.mjs, bench/node.mjs): option parsing, the
+// release build, and a 3-replica raftstore-counter-server cluster driven by
+// raftstore-counter-client (braft's counter example on raftstore's C++ runtime).
+import { spawn, execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+export const root = fileURLToPath(new URL('..', import.meta.url));
+export const counterServer = join(root, 'build/release/raftstore-counter-server');
+export const counterClient = join(root, 'build/release/raftstore-counter-client');
+export const run = promisify(execFile);
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// `--name N` or `--name N,N,...` from argv; exits 2 (saying why, as `bench:<bench>`) when
+// the value is not a number or list of numbers.
+export function numericOption(bench, name, fallback) {
+  const i = process.argv.indexOf(`--${name}`);
+  if (i < 0) return fallback;
+  const v = process.argv[i + 1];
+  if (!v || !/^\d+(,\d+)*$/.test(v)) {
+    console.error(`bench:${bench}: --${name} needs a number or a comma-separated list, got "${v ?? ''}"`);
+    process.exit(2);
+  }
+  return v;
+}
+
+// Builds the release tree (counter server and client among it); exits 1 if that fails.
+export async function buildRelease(bench) {
+  const build = await run(process.execPath, [join(root, 'scripts/build.mjs'), '--release-only'], { cwd: root })
+    .catch((e) => e);
+  if (build instanceof Error) {
+    console.error(`bench:${bench}: build failed\n${build.stdout ?? ''}${build.stderr ?? ''}`);
+    process.exit(1);
+  }
+}
+
+// Three raftstore-counter-server replicas on loopback ports base..base+2 (default: a random
+// base from 30000), data in a fresh temporary directory.
+export class CounterCluster {
+  constructor(electionTimeoutMs, base = 30000 + Math.floor(Math.random() * 20000)) {
+    this.dir = mkdtempSync(join(tmpdir(), 'bench-counter-'));
+    this.ports = [base, base + 1, base + 2];
+    this.conf = this.ports.map((p) => `127.0.0.1:${p}:0`).join(',');
+    this.timeout = electionTimeoutMs;
+    this.children = new Map();
+    for (const p of this.ports) this.start(p);
+  }
+  start(port) {
+    const child = spawn(counterServer, [`-port=${port}`, `-conf=${this.conf}`, `-data_path=${join(this.dir, String(port))}`,
+      `-election_timeout_ms=${this.timeout}`], { stdio: 'ignore' });
+    this.children.set(port, child);
+  }
+  async stat(port) {
+    try {
+      return await (await fetch(`http://127.0.0.1:${port}/raft_stat`)).text();
+    } catch {
+      return '';
+    }
+  }
+  async leader() {
+    for (let i = 0; i < 400; i++) {
+      for (const p of this.ports) if ((await this.stat(p)).includes('state: leader')) return p;
+      await sleep(25);
+    }
+    throw new Error('no leader within 10 s');
+  }
+  // raftstore-counter-client with `threads` synchronous callers for `secs` seconds.
+  async client(threads, secs) {
+    const { stdout } = await run(counterClient, [`-conf=${this.conf}`, `-thread_num=${threads}`, `-seconds=${secs}`],
+      { maxBuffer: 1 << 20 });
+    const line = /^qps=(\d+) p50_ms=([\d.]+) p90_ms=([\d.]+) p99_ms=([\d.]+) p999_ms=([\d.]+) errors=(\d+)$/m.exec(stdout);
+    const outage = /^outage_ms=(\d+)$/m.exec(stdout);
+    if (!line || !outage) throw new Error(`unexpected client output:\n${stdout}`);
+    return { qps: Number(line[1]), p50: line[2], p99: line[4], p999: line[5], errors: Number(line[6]), outage: Number(outage[1]) };
+  }
+  stop() {
+    for (const c of this.children.values()) c.kill('SIGKILL');
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,63 @@
+// One replica of `npm run bench:node`: an application process embedding a RaftNode with a
+// JavaScript counter state machine (entry = an int32 increment, result = the new value). It
+// runs the benchmark's proposers itself, as an application would, and is driven by
+// bench/node.mjs over IPC.
+//   argv: group config port dir electionTimeoutMs
+//   requests {id, op: 'status' | 'load' | 'value', concurrency?, seconds?}
+//   replies {id, ok: true, result} | {id, ok: false, message}; first {ready: true}
+// 'load': `concurrency` closed-loop proposers, each awaiting node.propose(+1) before the next,
+// for `seconds`; the result is bench/load.mjs's summary (writes/s, percentiles, gaps).
+import { RaftNode, type Entry, type StateMachine } from '../lib/index.js';
+// @ts-expect-error plain ESM shared with bench/node.mjs, no type declarations
+import { closedLoop } from './load.mjs';
+
+const [group = 'bench', config = '', port = '0', dir = '', timeout = '1000'] = process.argv.slice(2);
+
+class Counter implements StateMachine<number> {
+  value = 0;
+  apply(entries: readonly Entry[]): number[] {
+    return entries.map((e) => (this.value += e.data.readInt32LE(0)));
+  }
+}
+
+interface Request {
+  id: number;
+  op: string;
+  concurrency?: number;
+  seconds?: number;
+}
+
+const sm = new Counter();
+const node = new RaftNode<number>({
+  group, config, port: Number(port), dir, stateMachine: sm, electionTimeoutMs: Number(timeout),
+});
+await node.start();
+// The benchmark owns this process: when it goes away (or kills us), so do we.
+process.on('disconnect', () => process.exit(0));
+
+const one = Buffer.alloc(4);
+one.writeInt32LE(1);
+const reply = (m: object): void => {
+  process.send?.(m);
+};
+
+process.on('message', (raw) => {
+  const m = raw as Request;
+  const ok = (result: unknown): void => reply({ id: m.id, ok: true, result });
+  const fail = (e: unknown): void => reply({ id: m.id, ok: false, message: String(e) });
+  switch (m.op) {
+    case 'status':
+      ok({ role: node.role, leaderId: node.leaderId, term: node.term, applied: node.appliedIndex });
+      break;
+    case 'value':
+      ok(sm.value);
+      break;
+    case 'load':
+      (closedLoop(m.concurrency ?? 1, m.seconds ?? 1, () => node.propose(one, { timeoutMs: 5000 })) as Promise<unknown>)
+        .then(ok, fail);
+      break;
+    default:
+      fail(new Error(`unknown op ${m.op}`));
+  }
+});
+reply({ ready: true });
