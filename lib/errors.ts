@@ -62,7 +62,8 @@ export type StoreErrorCode =
   | 'ERR_STORE_UNKNOWN_TRANSACTION'
   | 'ERR_STORE_BAD_TRANSACTION'
   | 'ERR_STORE_TX_CLOSED'
-  | 'ERR_STORE_BAD_SNAPSHOT';
+  | 'ERR_STORE_BAD_SNAPSHOT'
+  | 'ERR_STORE_IMPORT';
 
 /** An error of the object store's own rules (thrown inside transactions or by its API). */
 export class StoreError extends Error {

@@ -203,7 +203,9 @@ function validate<R>(o: RaftNodeOptions<R>): Validated {
   if (typeof o.config !== 'string') bad('config must be a string such as "127.0.0.1:8100:0,127.0.0.1:8101:0"');
   const peers = parseConfiguration(o.config);
   const ip = o.ip ?? '127.0.0.1';
-  const port = integer('port', o.port, 1, 65535, NaN);
+  // Port 0 only for a group of one (a standalone store): nobody needs to reach it, and the
+  // host listens on any free port.
+  const port = integer('port', o.port, peers.length === 1 ? 0 : 1, 65535, NaN);
   const idx = integer('idx', o.idx, 0, 2147483647, 0);
   const self = parsePeerId(`${ip}:${port}:${idx}`);
   if (!peers.some((p) => p.equals(self)))
@@ -387,10 +389,21 @@ export class RaftNode<R = unknown> extends EventEmitter<RaftNodeEvents> {
     const { consistency = 'linearizable', signal, timeoutMs } = options;
     if (consistency !== 'linearizable' && consistency !== 'lease')
       throw new RaftError('ERR_RAFT_BAD_ARGUMENT', `consistency must be 'linearizable' or 'lease', got ${String(consistency)}`);
+    // Like propose: while no leader is known, wait for one (up to timeoutMs, default two
+    // election timeouts) rather than fail; a read barrier is always safe to ask again.
+    const deadline = performance.now() + (timeoutMs ?? this.#leaderWaitMs);
     return this.#bounded(async () => {
-      const index = await this.#native().readIndex(consistency === 'lease').catch((e: unknown) => {
-        throw fromNative(e);
-      });
+      let index: number;
+      for (;;) {
+        try {
+          index = await this.#native().readIndex(consistency === 'lease');
+          break;
+        } catch (e: unknown) {
+          const err = fromNative(e);
+          if (err.code !== 'ERR_RAFT_NOT_LEADER' || performance.now() >= deadline) throw err;
+        }
+        await this.#leaderNews();
+      }
       if (this.#applied < index)
         await new Promise<void>((resolve, reject) => this.#appliedWaiters.push({ index, resolve, reject }));
       return index;

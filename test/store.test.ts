@@ -284,6 +284,50 @@ describe('Store', function () {
     for (const s of stores) assert.deepEqual(indexDump(s), expectedIndex(s));
   });
 
+  it('a standalone store seeds a new cluster once, with its data intact', async () => {
+    const solo = join(dir, 'solo');
+    const standalone = await Store.open({ group: 'todos', dir: solo, standalone: true, transactions, classes: [Todo, User] });
+    for (let i = 0; i < 25; i++) await standalone.transact('addTodo', { title: `s${i}`, tags: [`g${i % 4}`], due: i % 7 });
+    await standalone.transact('remove', 3);
+    await standalone.transact('bulk', { n: 25_000, from: 0 }); // more than one part
+    assert.equal(standalone.all(Todo).length, 24);
+    const before = stateHash(standalone);
+    await standalone.close();
+    // Reopened standalone, it replays its own log: same state.
+    const again = await Store.open({ group: 'todos', dir: solo, standalone: true, transactions, classes: [Todo, User] });
+    assert.equal(stateHash(again), before);
+    await again.close();
+
+    const ports = [base + 70, base + 71, base + 72];
+    const config = ports.map((p) => `127.0.0.1:${p}:0`).join(',');
+    const opts = (i: number, extra: Record<string, unknown> = {}) => ({
+      group: 'todos', config, port: ports[i]!, dir: join(dir, String(ports[i])), electionTimeoutMs: 300,
+      transactions, classes: [Todo, User], ...extra,
+    });
+    stores = await Promise.all([Store.open(opts(0, { importFrom: solo })), Store.open(opts(1)), Store.open(opts(2))]);
+    assert.equal(stateHash(stores[0]!), before, 'open resolved with the data in');
+    await until('seeded everywhere', () => stores.every((s) => s.all(User).length === 25_000));
+    for (const s of stores) {
+      assert.equal(stateHash(s), before);
+      assert.deepEqual(indexDump(s), expectedIndex(s));
+    }
+    const next = await stores[1]!.transact('addTodo', { title: 'clustered' });
+    assert.equal(next.id, 25_026, 'ids go on from the standalone store\'s');
+    // A replica restarted with importFrom still set finds the cluster seeded: nothing happens.
+    await stores[0]!.close();
+    stores[0] = await Store.open(opts(0, { importFrom: solo }));
+    await until('caught up', () => stores[0]!.get(Todo, next.id) !== undefined);
+    assert.equal(stores[0]!.all(User).length, 25_000);
+    // A cluster that already has data refuses a seed.
+    const other = [base + 75, base + 76, base + 77];
+    const used = other.map((p, i) => ({ ...opts(0), config: other.map((q) => `127.0.0.1:${q}:0`).join(','), port: p, dir: join(dir, `u${i}`) }));
+    const [u0, u1] = await Promise.all([Store.open(used[0]!), Store.open(used[1]!)]);
+    stores.push(u0!, u1!);
+    await u0!.transact('addTodo', { title: 'already here' });
+    await assert.rejects(Store.open({ ...used[2]!, importFrom: solo }),
+      (e: unknown) => e instanceof StoreError && e.code === 'ERR_STORE_IMPORT' && /already has data/.test(e.message));
+  });
+
   it('rejects bad options with coded errors', async () => {
     const ok = { group: 'g', port: base + 90, dir: join(dir, 'y'), transactions };
     const cases: [string, Record<string, unknown>][] = [
@@ -291,6 +335,7 @@ describe('Store', function () {
       ['classes', { classes: 'Todo' }], ['standalone', { standalone: 'yes' }],
       ['group', { group: '', config: `127.0.0.1:${base + 90}:0` }],
       ['standalone with config', { standalone: true, config: '127.0.0.1:1:0' }],
+      ['importFrom', { config: `127.0.0.1:${base + 90}:0`, importFrom: 5 }], ['importFrom standalone', { standalone: true, importFrom: '/x' }],
     ];
     for (const [what, patch] of cases)
       await assert.rejects(Store.open({ ...ok, ...patch } as never),

@@ -1,6 +1,7 @@
 // Store: bknr.datastore's model on RaftNode. The app declares classes (with indices) and
 // named, deterministic transaction functions; the log records a transaction's name and
 // arguments, and every replica re-executes it in log order against its in-memory objects.
+import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { open as openFile, readFile } from 'node:fs/promises';
 import { deserialize, serialize } from 'node:v8';
@@ -32,8 +33,17 @@ export interface StoreOptions<T extends Record<string, TransactionFn<never, unkn
   port?: number;
   transactions: T;
   classes?: readonly AnyStoreClass[];
-  /** One replica, same API, its own data directory; may later seed a cluster. */
+  /**
+   * One replica, same API, its own data directory (port 0 by default: it listens on any
+   * free port, nobody needs to reach it); may later seed a cluster (`importFrom`).
+   */
   standalone?: boolean;
+  /**
+   * The directory of a closed standalone store (default port) whose data seeds this new
+   * cluster: `open` resolves once it is in. Done once per cluster; a replica that finds the
+   * cluster already seeded skips it; a cluster that already has data refuses it.
+   */
+  importFrom?: string;
 }
 
 export interface StoreSnapshotEvent {
@@ -55,11 +65,21 @@ type ArgsOf<F> = F extends (tx: Transaction, args: infer A, ctx: TxContext) => u
 type ResultOf<F> = F extends (tx: Transaction, args: never, ctx: TxContext) => infer R ? R : never;
 
 const ENTRY_FORMAT = 1;
+const IMPORT_FORMAT = 2; // a part of a seed from a standalone store
 const SNAPSHOT_FORMAT = 1;
 const SNAPSHOT_FILE = 'store.v8';
 const SNAPSHOT_CHUNK = 10_000;
 
 type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
+
+interface ImportPart {
+  source: string;
+  part: number;
+  parts: number;
+  objects: [className: string, fields: Record<string, unknown>[]][];
+  nextId: number;
+  lastNow: number;
+}
 
 // splitmix64: a small, well-mixed generator; seeded by the log index it is the same on
 // every replica.
@@ -82,11 +102,22 @@ export class Store<T extends Record<string, TransactionFn<never, unknown>> = Rec
   readonly #objects: Objects;
   #lastNow = 0;
   #applied = 0;
+  // Seeding from a standalone store (replicated state, in snapshots too): the source whose
+  // parts are arriving, and whether a seed completed.
+  #importing: { source: string; next: number } | null = null;
+  #imported = false;
+  readonly #importFrom: string | undefined;
+  readonly #classes: readonly AnyStoreClass[];
 
   private constructor(options: StoreOptions<T>) {
     super();
     if (typeof options !== 'object' || options === null) throw new RaftError('ERR_RAFT_BAD_CONFIG', 'options must be an object');
-    const { transactions, classes = [], standalone = false, config, port, ...rest } = options;
+    const { transactions, classes = [], standalone = false, importFrom, config, port: givenPort, ...rest } = options;
+    if (importFrom !== undefined && (typeof importFrom !== 'string' || importFrom === '' || standalone))
+      throw new RaftError('ERR_RAFT_BAD_CONFIG', 'importFrom must be the directory of a standalone store, for a cluster (not standalone)');
+    this.#importFrom = importFrom;
+    this.#classes = classes;
+    const port = givenPort ?? (standalone ? 0 : undefined);
     if (typeof transactions !== 'object' || transactions === null)
       throw new RaftError('ERR_RAFT_BAD_CONFIG', 'transactions must be an object of named functions');
     for (const [name, fn] of Object.entries(transactions)) {
@@ -124,7 +155,47 @@ export class Store<T extends Record<string, TransactionFn<never, unknown>> = Rec
   static async open<T extends Record<string, TransactionFn<never, unknown>>>(options: StoreOptions<T>): Promise<Store<T>> {
     const store = new Store(options);
     await store.node.start();
+    // Standalone, the replica is its own quorum: open resolves with its log replayed. (A
+    // cluster replica catches up once it hears from a leader; `read` with a consistency waits.)
+    if (options.standalone === true) await store.node.readBarrier({ timeoutMs: 60_000 });
+    if (store.#importFrom !== undefined) {
+      try {
+        await store.#seed(store.#importFrom, options);
+      } catch (e) {
+        await store.close();
+        throw e;
+      }
+    }
     return store;
+  }
+
+  // Reads the standalone store (replaying it in a temporary replica of its own), then,
+  // unless the cluster was seeded already, proposes its objects in parts.
+  async #seed(dir: string, options: StoreOptions<T>): Promise<void> {
+    await this.node.readBarrier({ timeoutMs: 30_000 });
+    if (this.#imported) return;
+    const source = await Store.open({
+      group: options.group, dir, standalone: true, transactions: this.#transactions, classes: this.#classes,
+    });
+    let parts: ImportPart[];
+    try {
+      const id = randomUUID();
+      const chunks: ImportPart['objects'][] = [];
+      for (const c of source.#objects.classes.values()) {
+        const list = [...c.objects.values()];
+        for (let i = 0; i < list.length; i += SNAPSHOT_CHUNK)
+          chunks.push([[c.name, list.slice(i, i + SNAPSHOT_CHUNK).map((o) => ({ ...o }))]]);
+      }
+      if (chunks.length === 0) chunks.push([]);
+      const { nextId } = source.#objects;
+      parts = chunks.map((objects, part) => ({ source: id, part, parts: chunks.length, objects, nextId, lastNow: source.#lastNow }));
+    } finally {
+      await source.close();
+    }
+    for (const part of parts) {
+      const outcome = await this.node.propose(serialize([IMPORT_FORMAT, part]), { timeoutMs: 60_000 });
+      if (!outcome.ok) throw outcome.error;
+    }
   }
 
   /**
@@ -212,6 +283,7 @@ export class Store<T extends Record<string, TransactionFn<never, unknown>> = Rec
       // Not ours or damaged: stop this replica (RaftNode: ERR_RAFT_STATE_MACHINE).
       throw new StoreError('ERR_STORE_BAD_TRANSACTION', `entry ${e.index} is not a store transaction: ${String(cause)}`);
     }
+    if (Array.isArray(decoded) && decoded[0] === IMPORT_FORMAT) return this.#importPart(decoded[1] as ImportPart);
     if (!Array.isArray(decoded) || decoded[0] !== ENTRY_FORMAT || typeof decoded[1] !== 'string')
       throw new StoreError('ERR_STORE_BAD_TRANSACTION', `entry ${e.index} is not a store transaction of format ${ENTRY_FORMAT}`);
     const [, name, args, stamped] = decoded as [number, string, unknown, number];
@@ -220,6 +292,8 @@ export class Store<T extends Record<string, TransactionFn<never, unknown>> = Rec
       throw new StoreError('ERR_STORE_UNKNOWN_TRANSACTION',
         `entry ${e.index} runs transaction ${JSON.stringify(name)}, which this version does not define; ` +
         'deploy a version that defines it (transactions may be added, never removed while in the log)');
+    if (this.#importing)
+      return { ok: false, error: new StoreError('ERR_STORE_IMPORT', 'the store is being seeded from a standalone store; try again when it is done') };
     const fn = this.#transactions[name] as TransactionFn<unknown, unknown>;
     this.#lastNow = Math.max(this.#lastNow, typeof stamped === 'number' ? stamped : 0);
     const ctx: TxContext = { now: this.#lastNow, random: seededRandom(e.index), index: e.index };
@@ -237,12 +311,46 @@ export class Store<T extends Record<string, TransactionFn<never, unknown>> = Rec
     }
   }
 
+  // Every replica decides the same: a first part starts a seed (replacing an unfinished
+  // one whose importer died) if no seed completed and no transaction ran; later parts must
+  // come from that source, in order; the last one completes it.
+  #importPart(p: ImportPart): Outcome {
+    const refuse = (why: string): Outcome => ({ ok: false, error: new StoreError('ERR_STORE_IMPORT', why) });
+    if (this.#imported) return refuse('this cluster was already seeded from a standalone store');
+    if (p.part === 0) {
+      const empty = [...this.#objects.classes.values()].every((c) => c.objects.size === 0);
+      if (!this.#importing && (!empty || this.#objects.nextId !== 1))
+        return refuse('this cluster already has data; only a new cluster can be seeded');
+      for (const c of this.#objects.classes.values()) c.objects.clear();
+      this.#importing = { source: p.source, next: 0 };
+    }
+    if (!this.#importing || this.#importing.source !== p.source || this.#importing.next !== p.part)
+      return refuse('another seed replaced this one');
+    for (const [name, list] of p.objects) {
+      const state = this.#objects.classes.get(name);
+      if (!state) throw new StoreError('ERR_STORE_UNKNOWN_CLASS', `the seed holds class ${JSON.stringify(name)}, which this version does not register`);
+      for (const fields of list) state.objects.set(fields['id'] as number, this.#objects.make(state, fields['id'] as number, fields));
+    }
+    this.#importing.next++;
+    if (p.part === p.parts - 1) {
+      this.#objects.reindex();
+      this.#objects.nextId = p.nextId;
+      this.#lastNow = Math.max(this.#lastNow, p.lastNow);
+      this.#importing = null;
+      this.#imported = true;
+    }
+    return { ok: true, value: p.part };
+  }
+
   // Captures every class's objects now (they are immutable, so the arrays are a consistent
   // cut), then writes them in chunks, yielding to the event loop between chunks.
   #save(writer: SnapshotWriter): Promise<void> {
     const started = performance.now();
     const index = this.#applied;
-    const header = { format: SNAPSHOT_FORMAT, index, nextId: this.#objects.nextId, lastNow: this.#lastNow };
+    const header = {
+      format: SNAPSHOT_FORMAT, index, nextId: this.#objects.nextId, lastNow: this.#lastNow,
+      importing: this.#importing && { ...this.#importing }, imported: this.#imported,
+    };
     const cut = [...this.#objects.classes.values()].map((c) => [c.name, [...c.objects.values()]] as const);
     const write = async (): Promise<void> => {
       const file = await openFile(writer.path(SNAPSHOT_FILE), 'w');
@@ -285,7 +393,9 @@ export class Store<T extends Record<string, TransactionFn<never, unknown>> = Rec
       frames.push(deserialize(data.subarray(at + 4, at + 4 + len)));
       at += 4 + len;
     }
-    const header = frames[0] as { format?: unknown; nextId?: unknown; lastNow?: unknown } | undefined;
+    const header = frames[0] as {
+      format?: unknown; nextId?: unknown; lastNow?: unknown; importing?: { source: string; next: number } | null; imported?: boolean;
+    } | undefined;
     if (header?.format !== SNAPSHOT_FORMAT)
       throw new StoreError('ERR_STORE_BAD_SNAPSHOT', `snapshot ${reader.dir} has format ${String(header?.format)}; this version reads ${SNAPSHOT_FORMAT}`);
     if (frames[frames.length - 1] !== null) throw new StoreError('ERR_STORE_BAD_SNAPSHOT', `snapshot ${reader.dir} is cut short`);
@@ -302,6 +412,8 @@ export class Store<T extends Record<string, TransactionFn<never, unknown>> = Rec
     this.#objects.reindex();
     this.#objects.nextId = header.nextId as number;
     this.#lastNow = header.lastNow as number;
+    this.#importing = header.importing ?? null;
+    this.#imported = header.imported === true;
     this.#applied = reader.index;
   }
 }

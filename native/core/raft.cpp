@@ -139,6 +139,9 @@ Raft::Raft(Options options, Boot boot, uint64_t now_ms) : opt_(std::move(options
   rebuild_conf();
   last_leader_contact_ = now_ms;  // a restarted voter must not help depose a leased leader
   reset_election_timer(now_ms);
+  // As braft's Node::init: when this node is the configuration's only voter there is no one
+  // to wait for (nor any other leader's lease), so it campaigns at its first tick.
+  sole_voter_start_ = !conf_.joint() && conf_.peers.size() == 1 && conf_.peers[0] == opt_.self;
 }
 
 Status Raft::check_boot(const Boot& boot) {
@@ -643,6 +646,11 @@ void Raft::tick(uint64_t now) {
     }
     ready_.reads.push_back({it->second.ctx, error(Code::LeaderChanged, "read index timed out"), 0});
     it = forwarded_reads_.erase(it);
+  }
+  if (sole_voter_start_ && role_ == Role::Follower) {
+    sole_voter_start_ = false;
+    start_pre_vote(now);
+    return;
   }
   if (now < election_deadline_) return;
   if (!can_campaign()) {  // learners and non-members never campaign

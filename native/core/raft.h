@@ -231,6 +231,7 @@ class Raft {
   uint64_t term() const { return hs_.term; }
   const PeerId& leader() const { return leader_; }
   const PeerId& self() const { return opt_.self; }
+  bool transferring_leadership() const { return !transfer_target_.empty(); }
   const Configuration& conf() const { return conf_; }
   uint64_t conf_index() const { return conf_index_; }  // 0: from a snapshot or the start
   // The configuration in effect at `index` (>= first_index() - 1).
@@ -404,6 +405,7 @@ class Raft {
 
   // elections
   bool pre_voting_ = false;
+  bool sole_voter_start_ = false;  // the only voter campaigns at its first tick (braft)
   PeerList votes_;
   uint64_t election_rpc_ = 0;  // rpc ids of this election's requests are > this
 

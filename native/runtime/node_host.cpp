@@ -373,6 +373,11 @@ void Node::forward(std::shared_ptr<const std::string> data, ProposeDone done) {
            install_timeout_ms(opt_.raft),
            [leader, done = std::move(done)](int32_t code, const std::string& text, rpc::Frame f) {
              raftstore::wire::ForwardResponse resp;
+             // Not connected: the request was never sent, so it was placed nowhere.
+             if (code == rpc::kEHOSTDOWN)
+               return done({core::Code::NotLeader,
+                            "leader " + leader.to_string() + " is not reachable: " + text},
+                           0);
              if (code == 0) code = f.meta.response().error_code();
              if (code != 0 || !resp.ParseFromString(f.payload))
                return done({core::Code::LeaderChanged, "forwarding to " + leader.to_string() +
@@ -413,6 +418,11 @@ void Node::flush_proposals() {
     bool elsewhere = !core_->leader().empty() && !(core_->leader() == opt_.self);
     if (results[i].status.code == core::Code::NotLeader && q.may_forward && elsewhere)
       forward(std::move(q.data), std::move(q.done));
+    else if (results[i].status.code == core::Code::Busy && opt_.forward_proposals &&
+             core_->transferring_leadership())
+      // braft says EBUSY; to RaftNode (which forwards) leadership is moving: as NotLeader,
+      // placed nowhere, worth sending again once the new leader is known.
+      q.done({core::Code::NotLeader, results[i].status.message}, 0);
     else if (!results[i].status.ok())
       q.done(results[i].status, 0);
     else

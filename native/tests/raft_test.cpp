@@ -772,6 +772,19 @@ TEST(RaftVoting, VoteIsNotSentBeforeItIsDurable) {
   EXPECT_EQ(c.node(1).hard_state, (HardState{2, P(0)}));
 }
 
+TEST(RaftStartup, SoleVoterCampaignsAtItsFirstTickAsBraft) {
+  Cluster c(1);
+  c.now = kTick;
+  c.tick(0);
+  c.flush(0);
+  EXPECT_EQ(c.raft(0).role(), Role::Leader)
+      << "waited for an election timeout with no one to wait for";
+  Cluster three(3);
+  three.now = kTick;
+  three.tick(0);
+  EXPECT_EQ(three.raft(0).role(), Role::Follower);
+}
+
 TEST(RaftVoting, SingleVoterLeadsOnlyOnceItsVoteIsDurable) {
   Cluster c(1);
   c.node(0).hold = true;
