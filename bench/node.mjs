@@ -2,7 +2,7 @@
 // `npm run bench:node`: raftstore as a Node application uses it, against what Node users
 // pick today and against raftstore's own C++ counter, in one run on one machine.
 //
-//   raftstore  three replica processes (bench/node-replica.ts: a RaftNode with a JavaScript
+//   raftstore  three replica processes (bench/node-replica.mjs: a RaftNode with a JavaScript
 //              counter state machine); C closed-loop proposers run inside the leader's
 //              process (the app embeds its replica), each awaiting node.propose(+1) before
 //              issuing the next.
@@ -109,7 +109,14 @@ const etcdPorts = () => {
 // ---------------------------------------------------------------------------------------
 // raftstore: three replica processes, driven over IPC
 
-const replicaFile = join(root, 'bench/node-replica.ts');
+const replicaFile = join(root, 'bench/node-replica.mjs');
+
+// The replicas run the package as users get it: lib/ compiled to dist/, and the addon.
+function buildPackage() {
+  console.log('\ncompiling lib/ to dist/ (tsc -p tsconfig.build.json) and building the addon');
+  execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' });
+  execFileSync(process.execPath, [join(root, 'scripts/build.mjs'), '--addon-only'], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
+}
 
 class RaftCluster {
   constructor(electionTimeoutMs) {
@@ -125,7 +132,7 @@ class RaftCluster {
   }
   start(port) {
     const child = fork(replicaFile, ['bench', this.conf, String(port), join(this.dir, String(port)), String(this.timeout)],
-      { cwd: root, execArgv: ['--import', 'tsx'], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+      { cwd: root, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
     const r = { child, calls: new Map(), nextId: 1 };
     this.replicas.set(port, r);
     return new Promise((resolve, reject) => {
@@ -340,6 +347,7 @@ if (runEtcd)
 
 try {
   // ---- raftstore throughput
+  if (systems.includes('raftstore')) buildPackage();
   if (systems.includes('raftstore')) {
     console.log(`\nraftstore (RaftNode, JavaScript counter; proposers inside the leader's process; election timeout 1000 ms)`);
     const c = new RaftCluster(1000);

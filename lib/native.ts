@@ -33,8 +33,8 @@ export interface NativeStatus {
   peers: { id: string; matchIndex: number; nextIndex: number; lastContactMs: number; state: string }[];
 }
 
-/** ('apply', packed, count, lastIndex), ('role', role, term, leaderId), ('save', dir,
- *  token) or ('load', dir, index). */
+/** ('apply', packed, count, lastIndex), ('refused', seq, error), ('role', role, term,
+ *  leaderId), ('save', dir, token) or ('load', dir, index, conf). */
 export type NativeCallback = (kind: string, a: unknown, b: unknown, c: unknown) => void;
 
 export interface NativeHost {
@@ -45,7 +45,10 @@ export interface ConfChange {
   newPeers: string[];
 }
 export interface NativeNode {
-  propose(data: Buffer): Promise<number>;
+  /** Refusals come back through the callback as ('refused', seq, error). */
+  propose(data: Buffer, seq: number): void;
+  ref(): void;
+  unref(): void;
   changeMembership(method: 'add_peer' | 'remove_peer' | 'change_peers', peers: string[]): Promise<ConfChange>;
   transferLeader(peer: string): Promise<number>;
   resetPeers(peers: string[]): Promise<number>;

@@ -147,6 +147,8 @@ const ENTRY_CONFIGURATION = 3;
 interface Pending<R> {
   resolve(result: R): void;
   reject(err: unknown): void;
+  /** The engine did not apply it (may send it again). */
+  refused(err: RaftError): void;
 }
 
 // One native host per ip:port in this process, shared by the groups on that port.
@@ -253,8 +255,8 @@ export class RaftNode<R = unknown> extends EventEmitter<RaftNodeEvents> {
   // How long a proposal without timeoutMs waits for a leader: two elections' worth.
   readonly #leaderWaitMs: number;
   readonly #origin = randomBytes(8);
-  #seq = 0n;
-  readonly #pending = new Map<bigint, Pending<R>>();
+  #seq = 0;
+  readonly #pending = new Map<number, Pending<R>>();
   #node: NativeNode | undefined;
   #state: 'new' | 'running' | 'closed' = 'new';
   #role: Role = 'follower';
@@ -329,41 +331,42 @@ export class RaftNode<R = unknown> extends EventEmitter<RaftNodeEvents> {
         `${this.#pending.size} proposals are in flight (maxPendingProposals); await some before proposing more`));
     const seq = ++this.#seq;
     const entry = Buffer.allocUnsafe(HEADER + data.byteLength);
-    entry.writeUInt8(VERSION, 0);
+    entry[0] = VERSION;
     this.#origin.copy(entry, 1);
-    entry.writeBigUInt64LE(seq, 9);
+    entry.writeUInt32LE(seq % 2 ** 32, 9);
+    entry.writeUInt32LE(Math.floor(seq / 2 ** 32), 13);
     entry.set(data, HEADER);
+    // ERR_RAFT_NOT_LEADER means the entry was placed nowhere (no leader known here, or the
+    // one asked had stepped down), so it is sent again once a leader is known: an election
+    // costs callers a delay, not an error. Other refusals are final.
+    const deadline = performance.now() + (timeoutMs ?? this.#leaderWaitMs);
+    const submit = (): void => {
+      if (this.#pending.has(seq)) this.#node?.propose(entry, seq);
+    };
     return new Promise<R>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
       const onAbort = (): void => finish(() => reject(signal?.reason));
       const finish = (settle: () => void): void => {
         if (!this.#pending.delete(seq)) return;
+        if (this.#pending.size === 0) this.#node?.unref();
         if (timer) clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
         settle();
       };
+      if (this.#pending.size === 0) node.ref(); // in flight: keep the process alive
       this.#pending.set(seq, {
         resolve: (r) => finish(() => resolve(r)),
         reject: (e) => finish(() => reject(e)),
+        refused: (e) => {
+          if (e.code === 'ERR_RAFT_NOT_LEADER' && performance.now() < deadline) void this.#leaderNews().then(submit);
+          else finish(() => reject(e));
+        },
       });
       if (timeoutMs !== undefined)
         timer = setTimeout(() => finish(() => reject(new RaftError('ERR_RAFT_TIMEOUT',
           `proposal not applied within ${timeoutMs} ms (it may still be)`))), timeoutMs);
       signal?.addEventListener('abort', onAbort, { once: true });
       // Success is reported by apply (with the result); the engine reports only refusals.
-      // ERR_RAFT_NOT_LEADER means the entry was placed nowhere (no leader known here, or the
-      // one asked had stepped down), so it is sent again once a leader is known: an election
-      // costs callers a delay, not an error. Other refusals are final.
-      const deadline = performance.now() + (timeoutMs ?? this.#leaderWaitMs);
-      const submit = (): void => {
-        const n = this.#node;
-        if (!n || !this.#pending.has(seq)) return;
-        n.propose(entry).catch((err: unknown) => {
-          const e = fromNative(err);
-          if (e.code === 'ERR_RAFT_NOT_LEADER' && performance.now() < deadline) void this.#leaderNews().then(submit);
-          else this.#pending.get(seq)?.reject(e);
-        });
-      };
       submit();
     });
   }
@@ -524,6 +527,7 @@ export class RaftNode<R = unknown> extends EventEmitter<RaftNodeEvents> {
     if (this.#state !== 'running') return;
     if ((kind === 'apply' || kind === 'load') && this.#restoring) this.#backlog.push([kind, a, b, c]);
     else if (kind === 'apply') this.#apply(a as Buffer, b as number, c as number);
+    else if (kind === 'refused') this.#pending.get(a as number)?.refused(fromNative(b));
     else if (kind === 'role') this.#onRole(a as Role, b as number, c as string);
     else if (kind === 'save') this.#save(a as string, b as number);
     else if (kind === 'load') this.#restore(a as string, b as number, c as string);
@@ -531,7 +535,7 @@ export class RaftNode<R = unknown> extends EventEmitter<RaftNodeEvents> {
 
   #apply(packed: Buffer, count: number, lastIndex: number): void {
     let entries: Entry[] = [];
-    let origins: (bigint | undefined)[] = [];
+    let origins: (number | undefined)[] = [];
     // Data entries go to apply() in runs; a configuration entry is reported between them,
     // in log order. False once the state machine failed (the replica stopped).
     const flush = (): boolean => {
@@ -567,8 +571,8 @@ export class RaftNode<R = unknown> extends EventEmitter<RaftNodeEvents> {
         if (!flush() || !this.#configurationCommitted(data.toString(), index)) return;
       }
       if (type !== ENTRY_DATA) continue; // no-op entries are the engine's own
-      const mine = data.length >= HEADER && data.readUInt8(0) === VERSION && data.subarray(1, 9).equals(this.#origin);
-      origins.push(mine ? data.readBigUInt64LE(9) : undefined);
+      const mine = length >= HEADER && data[0] === VERSION && data.compare(this.#origin, 0, 8, 1, 9) === 0;
+      origins.push(mine ? data.readUInt32LE(9) + data.readUInt32LE(13) * 2 ** 32 : undefined);
       entries.push({ index, term, data: data.length >= HEADER ? data.subarray(HEADER) : data });
     }
     if (!flush()) return;

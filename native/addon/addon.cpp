@@ -33,6 +33,11 @@ struct Settle {
   uint64_t index = 0;  // resolved with this number, unless conf is set
   std::optional<std::pair<core::PeerList, core::PeerList>> conf;  // (old, new) peers
 };
+struct Refused {  // a proposal the engine did not apply (success is reported by apply)
+  uint64_t seq;
+  core::Status status;
+  std::string leader;  // for NotLeader
+};
 struct RoleChange {
   core::Role role;
   uint64_t term;
@@ -53,7 +58,7 @@ std::string conf_text(const core::Configuration& c) {
          core::to_string(c.learners);
 }
 
-using Item = std::variant<ApplyBatch, Settle, RoleChange, SaveRequest, LoadRequest>;
+using Item = std::variant<ApplyBatch, Settle, Refused, RoleChange, SaveRequest, LoadRequest>;
 
 // Snapshot saves in flight: created on the host thread, finished from JavaScript.
 struct SaveTokens {
@@ -140,6 +145,11 @@ void call_js(Napi::Env env, Napi::Function callback, Context* ctx, Item* raw) {
           } else
             it.deferred->Reject(
                 make_error(env, error_code(it.status.code), it.status.message, it.leader).Value());
+        } else if constexpr (std::is_same_v<T, Refused>) {
+          callback.Call(
+              {Napi::String::New(env, "refused"),
+               Napi::Number::New(env, static_cast<double>(it.seq)),
+               make_error(env, error_code(it.status.code), it.status.message, it.leader).Value()});
         } else if constexpr (std::is_same_v<T, RoleChange>) {
           callback.Call({Napi::String::New(env, "role"),
                          Napi::String::New(env, core::role_name(it.role)),
@@ -190,7 +200,8 @@ class Node : public Napi::ObjectWrap<Node> {
   static Napi::Function Init(Napi::Env env) {
     return DefineClass(
         env, "Node",
-        {InstanceMethod<&Node::Propose>("propose"),
+        {InstanceMethod<&Node::Propose>("propose"), InstanceMethod<&Node::Ref>("ref"),
+         InstanceMethod<&Node::Unref>("unref"),
          InstanceMethod<&Node::ChangeMembership>("changeMembership"),
          InstanceMethod<&Node::TransferLeader>("transferLeader"),
          InstanceMethod<&Node::ResetPeers>("resetPeers"),
@@ -348,13 +359,34 @@ class Node : public Napi::ObjectWrap<Node> {
 
   // propose(buffer) -> Promise<index>: settled once the entry is committed and handed to
   // the state machine here (or refused).
+  // propose(buffer, seq): nothing to wait for here. The entry's result comes with its
+  // apply batch; only a refusal comes back, as ('refused', seq, error). No promise or queue
+  // item per successful proposal: at high rates that was most of the bridge's cost.
   Napi::Value Propose(const Napi::CallbackInfo& info) {
+    if (!node_) throw make_error(info.Env(), "ERR_RAFT_SHUTDOWN", "the node is closed");
     auto buf = info[0].As<Napi::Buffer<char>>();
+    auto seq = static_cast<uint64_t>(info[1].As<Napi::Number>().Int64Value());
     std::string data(buf.Data(), buf.Length());
-    return settle_later(info.Env(), [&](std::shared_ptr<Later> later) {
-      node_->propose(std::move(data),
-                     [later](core::Status st, uint64_t index) { later->settle(st, index); });
-    });
+    node_->propose(std::move(data),
+                   [tsfn = tsfn_, seq, node = node_](core::Status st, uint64_t) mutable {
+                     if (st.ok()) return;
+                     auto item = std::make_unique<Item>(Refused{seq, std::move(st), ""});
+                     auto& r = std::get<Refused>(*item);
+                     if (r.status.code == core::Code::NotLeader)
+                       if (auto leader = node->status().leader; !leader.empty())
+                         r.leader = leader.to_string();
+                     if (tsfn.NonBlockingCall(item.get()) == napi_ok) item.release();
+                   });
+    return info.Env().Undefined();
+  }
+  // While proposals are in flight the node keeps the process alive (RaftNode counts them).
+  Napi::Value Ref(const Napi::CallbackInfo& info) {
+    if (node_) ctx_->hold(info.Env());
+    return info.Env().Undefined();
+  }
+  Napi::Value Unref(const Napi::CallbackInfo& info) {
+    if (node_) ctx_->settled(info.Env());
+    return info.Env().Undefined();
   }
 
   // changeMembership('add_peer' | 'remove_peer' | 'change_peers', peers[]) ->
