@@ -16,7 +16,7 @@ import {
 } from '../lib/baidu-std.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { eventually, sleep } from './helpers.js';
 
 interface Result {
   code: number;
@@ -56,15 +56,6 @@ function assertFails(r: Result, code: string, message: RegExp | string): void {
   else assert.match(text, message);
 }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 class SnapCounter implements StateMachine<number> {
   value = 0;
@@ -388,7 +379,7 @@ describe('raftstore CLI: baidu_std against odd servers', function () {
       const ac = new AbortController();
       const call = client.call({ host: '127.0.0.1', port: srv.port }, 'braft.CliService', 'get_leader',
         new ProtoWriter().string(1, 'g').finish(), { signal: ac.signal });
-      await until('the request', () => (srv.requests.length === 1 ? true : undefined));
+      await eventually('the request', () => (srv.requests.length === 1 ? true : undefined));
       ac.abort(new Error('enough'));
       await assert.rejects(call, /enough/);
       const closed = client.call({ host: '127.0.0.1', port: srv.port }, 'braft.CliService', 'get_leader',
@@ -456,9 +447,9 @@ describe('raftstore CLI: against a live cluster', function () {
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'raftstore-cli-'));
     await Promise.all([0, 1, 2].map((i) => start(i, conf3)));
-    const l = await until('a leader', () => leaderIndex([0, 1, 2]));
+    const l = await eventually('a leader', () => leaderIndex([0, 1, 2]));
     await node(l).propose(one, { timeoutMs: 5000 }); // its first entry committed: changes may begin
-    await until('all applied', () => ([0, 1, 2].every((i) => node(i).appliedIndex >= 2) ? true : undefined));
+    await eventually('all applied', () => ([0, 1, 2].every((i) => node(i).appliedIndex >= 2) ? true : undefined));
   });
   after(async () => {
     for (const n of nodes.values()) await n.close();
@@ -530,7 +521,7 @@ describe('raftstore CLI: against a live cluster', function () {
     const to = (from + 1) % 3;
     const r = await cli('transfer_leader', `--group=${G}`, `--conf=${conf3}`, `--peer=${ids[to]}`);
     assert.deepEqual(r, { code: 0, out: '', err: '' });
-    await until('the new leader', async () => ((await leaderId(conf3)) === ids[to] && node(to).isLeader ? true : undefined));
+    await eventually('the new leader', async () => ((await leaderId(conf3)) === ids[to] && node(to).isLeader ? true : undefined));
     const again = await cli('transfer_leader', `--group=${G}`, `--conf=${conf3}`, `--peer=${ids[to]}`);
     assert.deepEqual(again, { code: 0, out: '', err: `peer ${ids[to]} is already the leader\n` });
     // A target outside the group: the leader refuses (EINVAL).
@@ -542,7 +533,7 @@ describe('raftstore CLI: against a live cluster', function () {
     const l = leaderIndex([0, 1, 2]) as number;
     for (let k = 0; k < 5; k++) await node(l).propose(one, { timeoutMs: 5000 });
     const f = (l + 1) % 3;
-    await until('follower applied', () => (node(f).appliedIndex >= node(l).appliedIndex ? true : undefined));
+    await eventually('follower applied', () => (node(f).appliedIndex >= node(l).appliedIndex ? true : undefined));
     const before = node(f).status().snapshotIndex;
     const r = await cli('snapshot', `--group=${G}`, `--peer=${ids[f]}`, '--timeout_ms=5000');
     assert.deepEqual(r, { code: 0, out: '', err: '' });
@@ -597,7 +588,7 @@ describe('raftstore CLI: against a live cluster', function () {
     // reset_peer: the survivor alone becomes the group and elects itself.
     const reset = await cli('reset_peer', `--group=${G}`, `--peer=${ids[l]}`, `--new_peers=${ids[l]}`);
     assert.deepEqual(reset, { code: 0, out: '', err: '' });
-    await until('the survivor leads', async () => ((await leaderId(ids[l] as string)) === ids[l] ? true : undefined));
+    await eventually('the survivor leads', async () => ((await leaderId(ids[l] as string)) === ids[l] ? true : undefined));
     await node(l).propose(one, { timeoutMs: 5000 });
   });
 });

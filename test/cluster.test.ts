@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const fixture = fileURLToPath(new URL('./fixtures/replica.ts', import.meta.url));
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { sleep } from './helpers.js';
 
 interface Status { role: string; term: number; leaderId: string | null; appliedIndex: number; commitIndex: number }
 type Reply = { ok: true; result: unknown } | { ok: false; code: string; message: string };

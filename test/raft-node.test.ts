@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RaftError, RaftNode, type ConfChange, type Configuration, type Entry, type StateMachine } from '../lib/index.js';
+import { sleep, until } from './helpers.js';
 
 /** A counter: each entry is a signed 32-bit increment; the result is the new value. */
 class Counter implements StateMachine<number> {
@@ -44,15 +45,6 @@ const inc = (n: number): Buffer => {
   b.writeInt32LE(n);
   return b;
 };
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
 
 describe('RaftNode (one process)', function () {
   this.timeout(30_000);

@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RaftError, Store, StoreError, type Transaction, type TxContext, type View } from '../lib/index.js';
+import { until } from './helpers.js';
 import { OrderedIndex } from '../lib/store/ordered.js';
 
 class Todo {
@@ -64,15 +65,6 @@ const transactions = {
     return Promise.resolve(1);
   },
 };
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function until(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
 
 // Everything a replica holds, as a hash: objects (with ids), in id order, and every index.
 function stateHash(store: Store<typeof transactions>): string {
@@ -326,6 +318,32 @@ describe('Store', function () {
     await u0!.transact('addTodo', { title: 'already here' });
     await assert.rejects(Store.open({ ...used[2]!, importFrom: solo }),
       (e: unknown) => e instanceof StoreError && e.code === 'ERR_STORE_IMPORT' && /already has data/.test(e.message));
+  });
+
+  it('snapshots and restores 1,000,000 objects', async function () {
+    this.timeout(180_000);
+    const solo = join(dir, 'big');
+    const open1 = () => Store.open({ group: 'big', dir: solo, standalone: true, transactions, classes: [Todo, User] });
+    const big = await open1();
+    const perTx = 50_000;
+    for (let from = 0; from < 1_000_000; from += perTx) await big.transact('bulk', { n: perTx, from });
+    assert.equal(big.read((v) => v.count(User)), 1_000_000);
+    let event: { objects: number; bytes: number; durationMs: number } | undefined;
+    big.on('snapshot', (e) => (event = e));
+    const t0 = performance.now();
+    await big.snapshot();
+    const saveMs = performance.now() - t0;
+    assert.equal(event?.objects, 1_000_000);
+    await big.close();
+    const t1 = performance.now();
+    const again = await open1(); // from the snapshot, not by replaying 20 transactions
+    const restoreMs = performance.now() - t1;
+    stores.push(again);
+    assert.equal(again.read((v) => v.count(User)), 1_000_000);
+    assert.equal(again.read((v) => v.findOne(User, 'name', 'u765432')?.id), 765_433);
+    assert.equal((await again.transact('bulk', { n: 1, from: 1_000_000 })), 1);
+    assert.equal(again.read((v) => v.findOne(User, 'name', 'u1000000')?.id), 1_000_001);
+    console.log(`      1,000,000 objects: snapshot ${Math.round(saveMs)} ms, ${(event!.bytes / 2 ** 20).toFixed(1)} MiB; reopen with restore ${Math.round(restoreMs)} ms`);
   });
 
   it('rejects bad options with coded errors', async () => {
