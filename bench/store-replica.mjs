@@ -1,0 +1,236 @@
+// One replica of `npm run bench:store`: an application process embedding a Store (the
+// compiled package, dist/, as an application gets it from npm; not lib/ through tsx, whose
+// per-closure helpers cost a third of the throughput). It runs the benchmark's transactions
+// itself, as an application would, and is driven by bench/store.mjs over IPC.
+//   argv: group config port dir electionTimeoutMs [untilCount untilIndex]
+//     untilCount/untilIndex (a restart): report {caughtUp} once this replica holds that many
+//     Items and has applied that index
+//   requests {id, op, ...}; replies {id, ok: true, result} | {id, ok: false, message};
+//   first {ready: true, times}, where times are absolute ms (performance.timeOrigin + now):
+//   loaded (the package imported), open (Store.open resolved)
+//   ops:
+//     status                               role, leader, applied index, Item count
+//     load {kind, concurrency, seconds}    closed-loop transact(kind) (bench/load.mjs)
+//     bulk {objects, per}                  creates `objects` Items with `bulk` transactions of `per`
+//     snapload {concurrency, seconds, snapshot, delayMs}
+//                                          closed-loop touch; with `snapshot`, store.snapshot()
+//                                          back to back from delayMs until the window ends
+//     snapshot                             store.snapshot(); the `snapshot` event's info
+import { randomUUID } from 'node:crypto';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { Store } from '../dist/index.js';
+import { closedLoop } from './load.mjs';
+
+const abs = () => performance.timeOrigin + performance.now();
+const loaded = abs();
+const [group = 'bench', config = '', port = '0', dir = '', timeout = '1000', untilCount, untilIndex] = process.argv.slice(2);
+
+// The app: one small class, a unique index on name and an ordered index on value.
+class Item {
+  static indices = {
+    name: { kind: 'unique', key: (o) => o.name },
+    value: { kind: 'ordered', key: (o) => o.value },
+  };
+}
+
+// A well-mixed 32-bit value from an integer (deterministic: the same on every replica).
+const mix = (i) => {
+  let h = Math.imul(i ^ (i >>> 16), 0x45d9f3b);
+  h = Math.imul(h ^ (h >>> 16), 0x45d9f3b);
+  return (h ^ (h >>> 16)) >>> 0;
+};
+
+const transactions = {
+  // One new Item (the benchmark's `add` op): a unique name, a random value.
+  add(tx, a, ctx) {
+    return tx.create(Item, { name: a.name, group: a.group, value: Math.floor(ctx.random() * 2 ** 32) });
+  },
+  // n new Items named prefix+from..prefix+from+n-1 (for loading).
+  bulk(tx, a) {
+    for (let i = a.from; i < a.from + a.n; i++) tx.create(Item, { name: `${a.prefix}${i}`, group: `g${i % 64}`, value: mix(i) });
+    return a.n;
+  },
+  // The benchmark's `touch` op: one Item's value + 1 (its ordered-index entry moves).
+  touch(tx, id) {
+    return tx.update(Item, id, (o) => ({ value: o.value + 1 }));
+  },
+};
+
+const store = await Store.open({
+  group, config, port: Number(port), dir, transactions, classes: [Item],
+  electionTimeoutMs: Number(timeout), snapshotIntervalS: 0,
+});
+const opened = abs();
+// The benchmark owns this process: when it goes away (or kills us), so do we.
+process.on('disconnect', () => process.exit(0));
+
+const count = () => store.read((v) => v.count(Item));
+const reply = (m) => {
+  process.send?.(m);
+};
+
+// A restart: watch for the snapshot's restore and for the catch-up. Store.open of a cluster
+// replica resolves before its snapshot is loaded; the engine's restore ends with the
+// snapshot's configuration (RaftNode's `configuration` event), before the log after it is
+// applied, so the first such event marks the restore (Store has no event of its own for it).
+let restartWatch = null;
+if (untilCount !== undefined) {
+  const wantCount = Number(untilCount);
+  const wantIndex = Number(untilIndex ?? 0);
+  let restored = null;
+  let done = false;
+  const onConf = (_conf, index) => {
+    restored = { at: abs(), index, count: count() };
+    store.node.off('configuration', onConf);
+  };
+  store.node.on('configuration', onConf);
+  const check = () => {
+    if (done) return;
+    const c = count();
+    if (c >= wantCount && store.appliedIndex >= wantIndex) {
+      done = true;
+      clearInterval(timer);
+      store.off('applied', check);
+      reply({ caughtUp: { at: abs(), count: c, applied: store.appliedIndex, restored } });
+    }
+  };
+  const timer = setInterval(check, 2);
+  store.on('applied', check);
+  restartWatch = check;
+}
+
+// Names unique across the cluster and across restarts of this process.
+const prefix = `${randomUUID().slice(0, 8)}-`;
+let seq = 0;
+const ops = {
+  add: () => {
+    const n = seq++;
+    return store.transact('add', { name: prefix + n, group: `g${n % 64}` }, { timeoutMs: 5000 });
+  },
+  // Ids run from 1 to the count: the benchmark never deletes, and a failed create gives its
+  // id back.
+  touch: () => store.transact('touch', 1 + Math.floor(Math.random() * count()), { timeoutMs: 5000 }),
+};
+
+async function bulk({ objects, per }) {
+  const t0 = performance.now();
+  const p = `b${randomUUID().slice(0, 8)}-`;
+  for (let from = 0; from < objects; from += per)
+    await store.transact('bulk', { prefix: p, from, n: Math.min(per, objects - from) }, { timeoutMs: 120_000 });
+  return { ms: performance.now() - t0, count: count() };
+}
+
+const pct = (sorted, q) => (sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]);
+
+// Closed-loop touch for `seconds`; with `snapshot`, snapshots back to back from `delayMs`
+// while the window lasts (the load goes on until the last one is done). Every op's start and
+// end are kept, so the latencies of the ops that overlapped a snapshot can be told apart.
+async function snapload({ concurrency = 32, seconds = 10, snapshot = false, delayMs = 500 }) {
+  const starts = [];
+  const ends = [];
+  let errors = 0;
+  let firstError = '';
+  let stop = false;
+  const delay = monitorEventLoopDelay({ resolution: 5 });
+  delay.enable();
+  const t0 = performance.now();
+  const end = t0 + seconds * 1000;
+  const worker = async () => {
+    while (!stop) {
+      const s = performance.now();
+      try {
+        await ops.touch();
+        starts.push(s);
+        ends.push(performance.now());
+      } catch (e) {
+        errors += 1;
+        if (!firstError) firstError = `${e?.code ?? e?.name ?? 'Error'}: ${e?.message ?? e}`;
+        await new Promise((r) => setTimeout(r, 1));
+      }
+    }
+  };
+  const workers = Array.from({ length: concurrency }, worker);
+  const snaps = [];
+  const snapper = (async () => {
+    if (!snapshot) return;
+    await new Promise((r) => setTimeout(r, delayMs));
+    while (performance.now() < end) {
+      let info = null;
+      const on = (e) => {
+        info = e;
+      };
+      store.on('snapshot', on);
+      const s = performance.now();
+      try {
+        await store.snapshot();
+      } finally {
+        store.off('snapshot', on);
+      }
+      snaps.push({ start: s, end: performance.now(), info });
+    }
+  })();
+  await new Promise((r) => setTimeout(r, Math.max(0, end - performance.now())));
+  await snapper;
+  stop = true;
+  await Promise.all(workers);
+  delay.disable();
+  const elapsed = (performance.now() - t0) / 1000;
+  const all = [];
+  const during = [];
+  for (let i = 0; i < starts.length; i++) {
+    const lat = ends[i] - starts[i];
+    all.push(lat);
+    if (snaps.some((w) => starts[i] < w.end && ends[i] > w.start)) during.push(lat);
+  }
+  const sortAll = Float64Array.from(all).sort();
+  const sortDuring = Float64Array.from(during).sort();
+  return {
+    ops: all.length, elapsed, txPerSec: all.length / elapsed, errors, firstError,
+    p50: pct(sortAll, 0.5), p99: pct(sortAll, 0.99), p999: pct(sortAll, 0.999),
+    duringOps: during.length, duringP50: pct(sortDuring, 0.5), duringP99: pct(sortDuring, 0.99),
+    snapshots: snaps.map((w) => ({ ms: w.end - w.start, ...w.info })),
+    loopDelayMaxMs: delay.max / 1e6, loopDelayP99Ms: delay.percentile(99) / 1e6,
+  };
+}
+
+async function snapshotNow() {
+  let info = null;
+  const on = (e) => {
+    info = e;
+  };
+  store.on('snapshot', on);
+  const s = performance.now();
+  try {
+    await store.snapshot();
+  } finally {
+    store.off('snapshot', on);
+  }
+  return { ms: performance.now() - s, ...info };
+}
+
+process.on('message', (m) => {
+  const ok = (result) => reply({ id: m.id, ok: true, result });
+  const fail = (e) => reply({ id: m.id, ok: false, message: String(e?.stack ?? e) });
+  switch (m.op) {
+    case 'status':
+      ok({ role: store.role, leaderId: store.leaderId, applied: store.appliedIndex, count: count() });
+      break;
+    case 'load':
+      if (!ops[m.kind]) fail(new Error(`unknown load kind ${m.kind}`));
+      else closedLoop(m.concurrency ?? 1, m.seconds ?? 1, ops[m.kind]).then(ok, fail);
+      break;
+    case 'bulk':
+      bulk(m).then(ok, fail);
+      break;
+    case 'snapload':
+      snapload(m).then(ok, fail);
+      break;
+    case 'snapshot':
+      snapshotNow().then(ok, fail);
+      break;
+    default:
+      fail(new Error(`unknown op ${m.op}`));
+  }
+});
+reply({ ready: true, times: { loaded, open: opened } });
+restartWatch?.();
