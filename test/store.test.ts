@@ -244,14 +244,15 @@ describe('Store', function () {
     assert.equal(t.id, 1032, 'ids continue after a restore');
   });
 
-  it('after a random workload with leader changes, every replica holds the same state', async () => {
-    await three(60);
+  it('after a random workload with failovers, restarts and snapshot installs, every replica holds the same state', async () => {
+    const extra = { snapshotLogThreshold: 40 };
+    const ports = await three(60, extra);
     let seed = 12345;
     const rnd = (n: number): number => {
       seed = (seed * 1103515245 + 12345) % 2 ** 31;
       return seed % n;
     };
-    for (let round = 0; round < 4; round++) {
+    for (let round = 0; round < 6; round++) {
       const work: Promise<unknown>[] = [];
       for (let i = 0; i < 60; i++) {
         const s = stores[rnd(3)]!;
@@ -264,9 +265,14 @@ describe('Store', function () {
           : s.transact('stamp', null);
         work.push(p.catch(() => undefined));
       }
+      const li = stores.findIndex((s) => s.isLeader);
+      if (round % 2 === 0 && li >= 0) {
+        // The leader goes away with transactions in flight, and comes back from its directory
+        // (its snapshot plus its log, or a newer snapshot from the new leader).
+        await stores[li]!.close();
+        stores[li] = await open(ports, li, extra);
+      } else if (li >= 0) await stores[li]!.node.transferLeader().catch(() => undefined);
       await Promise.all(work);
-      const leader = stores.find((s) => s.isLeader);
-      if (leader) await leader.node.transferLeader().catch(() => undefined);
       await until('a leader', () => stores.some((s) => s.isLeader));
     }
     const last = await stores[0]!.transact('stamp', null);

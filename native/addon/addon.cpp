@@ -83,6 +83,8 @@ const char* error_code(core::Code c) {
       return "ERR_RAFT_LEADER_CHANGED";
     case core::Code::Shutdown:
       return "ERR_RAFT_SHUTDOWN";
+    case core::Code::ResultUnknown:
+      return "ERR_RAFT_RESULT_UNKNOWN";
   }
   return "ERR_RAFT_INTERNAL";
 }

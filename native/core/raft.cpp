@@ -70,6 +70,8 @@ const char* code_name(Code c) {
       return "LEADER_CHANGED";
     case Code::Shutdown:
       return "SHUTDOWN";
+    case Code::ResultUnknown:
+      return "RESULT_UNKNOWN";
   }
   return "?";
 }

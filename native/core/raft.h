@@ -34,6 +34,9 @@ enum class Code : uint8_t {
   CatchupFailed,    // ECATCHUP: a new peer could not catch up in time
   LeaderChanged,    // the request was abandoned because leadership was lost
   Shutdown,
+  // Runtime only, never on the wire: the entry committed, but this replica passed it by
+  // installing a snapshot, so its result here was never computed.
+  ResultUnknown,
 };
 const char* code_name(Code c);
 

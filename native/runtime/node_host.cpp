@@ -56,6 +56,7 @@ int32_t errno_of(core::Code c) {
     case core::Code::LeaderChanged:
       return kEPERM;
     case core::Code::Shutdown:
+    case core::Code::ResultUnknown:
       return kEINVAL;
   }
   return kEINVAL;
@@ -215,6 +216,9 @@ void Node::fail(const std::string& why) {
   failed_ = true;
   for (auto& [index, p] : proposals_) p.second(core::Status{core::Code::Shutdown, why}, index);
   proposals_.clear();
+  auto forwarded = std::move(forwarded_);
+  forwarded_.clear();
+  for (auto& [index, done] : forwarded) done({core::Code::Shutdown, why}, index);
   if (ticker_) ticker_->cancel();
   if (copier_) copier_->cancel();
   for (auto& done : snapshot_waiters_) done({storage::Code::Io, why});
@@ -259,6 +263,11 @@ void Node::drain() {
     for (auto& m : rd.messages) send(std::move(m));
     if (!rd.committed.empty()) {
       sm_.apply(rd.committed);
+      for (auto it = forwarded_.begin();
+           it != forwarded_.end() && it->first <= rd.committed.back().index;) {
+        it->second({}, it->first);
+        it = forwarded_.erase(it);
+      }
       for (const auto& e : rd.committed) {
         auto it = proposals_.find(e.index);
         if (it == proposals_.end()) continue;
@@ -277,6 +286,18 @@ void Node::drain() {
       done(r.status, r.index);
     }
     if (rd.install_snapshot) start_install(*rd.install_snapshot);
+    if (rd.role_changed && core_->role() != core::Role::Leader && !proposals_.empty()) {
+      // As braft on step-down: what this leader appended but did not commit may yet commit
+      // under the next leader, or be cut off, and if cut off its index may never be applied
+      // again. Waiting for it could be forever, so the outcome is reported as unknown.
+      auto lost = std::move(proposals_);
+      proposals_.clear();
+      for (auto& [index, p] : lost)
+        p.second({core::Code::LeaderChanged,
+                  "leadership lost before the entry committed (the "
+                  "outcome is unknown)"},
+                 index);
+    }
     if ((rd.role_changed || rd.leader_changed) && sm_.on_role)
       sm_.on_role(core_->role(), core_->term(), core_->leader());
     for (const auto& cc : rd.conf_changes) {
@@ -371,7 +392,8 @@ void Node::forward(std::shared_ptr<const std::string> data, ProposeDone done) {
         host_.io(), asio::ip::tcp::endpoint(asio::ip::address_v4(leader.ip), leader.port));
   ch->call("raftstore.ForwardService", "propose", req.SerializeAsString(), *data,
            install_timeout_ms(opt_.raft),
-           [leader, done = std::move(done)](int32_t code, const std::string& text, rpc::Frame f) {
+           [self = shared_from_this(), leader, done = std::move(done)](
+               int32_t code, const std::string& text, rpc::Frame f) mutable {
              raftstore::wire::ForwardResponse resp;
              // Not connected: the request was never sent, so it was placed nowhere.
              if (code == rpc::kEHOSTDOWN)
@@ -384,12 +406,30 @@ void Node::forward(std::shared_ptr<const std::string> data, ProposeDone done) {
                                                            " failed (the outcome is unknown): " +
                                                            (code ? text : "bad response")},
                            0);
-             if (resp.success()) return done({}, static_cast<uint64_t>(resp.index()));
+             if (resp.success())
+               return self->forwarded_applied(static_cast<uint64_t>(resp.index()), std::move(done));
              auto c = static_cast<core::Code>(resp.code());
-             if (c == core::Code::Ok || resp.code() > static_cast<int32_t>(core::Code::Shutdown))
+             // The leader stopping, or a code it should not send: the outcome is unknown.
+             if (c == core::Code::Ok || c == core::Code::Shutdown ||
+                 resp.code() > static_cast<int32_t>(core::Code::Shutdown))
                c = core::Code::LeaderChanged;
              done({c, resp.message()}, 0);
            });
+}
+
+void Node::forwarded_applied(uint64_t index, ProposeDone done) {
+  if (failed_) return done({core::Code::Shutdown, "stopped"}, index);
+  if (index > core_->applied_index()) {
+    forwarded_.emplace(index, std::move(done));
+    return;
+  }
+  for (auto [from, to] : skipped_)
+    if (index > from && index <= to)
+      return done({core::Code::ResultUnknown, "committed at index " + std::to_string(index) +
+                                                  ", but this replica caught up past it by "
+                                                  "installing a snapshot"},
+                  index);
+  done({}, index);
 }
 
 void Node::peer_unreachable(const core::PeerId& peer) {
@@ -590,6 +630,7 @@ void Node::snapshot_published(const Write& w) {
     core_->snapshot_installed(meta, false);
     return finish_snapshot(st);
   }
+  uint64_t applied_before = core_->applied_index();
   if (core_->snapshot_installed(meta, true)) {
     if (auto loaded = sm_.load(published_->path); !loaded.ok())
       return fail("state machine could not load snapshot " + published_->path + ": " +
@@ -599,6 +640,15 @@ void Node::snapshot_published(const Write& w) {
          it != proposals_.end() && it->first <= meta.last_included_index;) {
       it->second.second({core::Code::LeaderChanged, "replaced by a snapshot"}, it->first);
       it = proposals_.erase(it);
+    }
+    skipped_.emplace_back(applied_before, meta.last_included_index);
+    for (auto it = forwarded_.begin();
+         it != forwarded_.end() && it->first <= meta.last_included_index;) {
+      it->second({core::Code::ResultUnknown,
+                  "committed at index " + std::to_string(it->first) +
+                      ", but this replica caught up past it by installing a snapshot"},
+                 it->first);
+      it = forwarded_.erase(it);
     }
     ++snapshots_installed_;
   } else {

@@ -149,6 +149,9 @@ class Node : public std::enable_shared_from_this<Node> {
   }
   void enqueue(std::string data, ProposeDone done, bool may_forward);
   void forward(std::shared_ptr<const std::string> data, ProposeDone done);
+  // The leader applied a proposal forwarded from here at `index`: done once this replica
+  // applies it too (so the proposer sees its own write), or knows it never will.
+  void forwarded_applied(uint64_t index, ProposeDone done);
   void peer_unreachable(const core::PeerId& peer);
   void fail(const std::string& why);
   void check_stuck_apply(uint64_t now);
@@ -191,6 +194,9 @@ class Node : public std::enable_shared_from_this<Node> {
   std::map<uint64_t, rpc::Server::Respond> inbound_;  // local id -> where the answer goes
   uint64_t next_inbound_ = 1;
   std::map<uint64_t, std::pair<uint64_t, ProposeDone>> proposals_;  // index -> (term, done)
+  std::map<uint64_t, ProposeDone> forwarded_;  // applied by the leader, not yet here
+  // Ranges (from, to] of indices this replica passed by installing a snapshot.
+  std::vector<std::pair<uint64_t, uint64_t>> skipped_;
   std::mutex proposals_mu_;  // guards the queue of proposals not yet given to the core
   struct Queued {
     std::shared_ptr<const std::string> data;
