@@ -280,7 +280,11 @@ export class RaftNode<R = unknown> extends EventEmitter<RaftNodeEvents> {
     this.#leaderWaitMs = 2 * (n.electionTimeoutMs + n.maxElectionDelayMs);
   }
 
-  /** Opens the data directory, replays it, and joins the group. */
+  /**
+   * Opens the data directory and joins the group; resolves once the state machine has
+   * restored the newest snapshot on disk, if any (the log after it is applied as the
+   * replica learns what is committed).
+   */
   async start(): Promise<void> {
     if (this.#state !== 'new') throw new RaftError('ERR_RAFT_SHUTDOWN', `node ${this.id} was already started`);
     const host = acquireHost(this.#options.ip, this.#port);
@@ -292,6 +296,9 @@ export class RaftNode<R = unknown> extends EventEmitter<RaftNodeEvents> {
       throw fromNative(err);
     }
     this.#state = 'running';
+    const restoring = this.#node.status()?.snapshotIndex ?? 0;
+    if (restoring > this.#applied)
+      await new Promise<void>((resolve, reject) => this.#appliedWaiters.push({ index: restoring, resolve, reject }));
   }
 
   get role(): Role {

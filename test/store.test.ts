@@ -238,6 +238,7 @@ describe('Store', function () {
     await a.close();
     const again = await open(ports, li);
     stores[li] = again;
+    assert.equal(again.all(User).length, 1000, 'open resolved with its own snapshot restored');
     await until('replayed', () => again.all(Todo).length === 26 && again.all(User).length === 1000);
     assert.equal(stateHash(again), stateHash(fresh));
     const t = await again.transact('addTodo', { title: 'new' });

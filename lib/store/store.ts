@@ -383,6 +383,8 @@ export class Store<T extends Record<string, TransactionFn<never, unknown>> = Rec
     return write();
   }
 
+  // Decodes a frame at a time, yielding between them (applies wait for the restore anyway),
+  // so a large snapshot does not hold the event loop for its whole length.
   async #restore(reader: SnapshotReader): Promise<void> {
     const data = await readFile(reader.path(SNAPSHOT_FILE));
     const frames: unknown[] = [];
@@ -392,6 +394,7 @@ export class Store<T extends Record<string, TransactionFn<never, unknown>> = Rec
       if (at + 4 + len > data.length) throw new StoreError('ERR_STORE_BAD_SNAPSHOT', `snapshot ${reader.dir} is cut short`);
       frames.push(deserialize(data.subarray(at + 4, at + 4 + len)));
       at += 4 + len;
+      await new Promise((r) => setImmediate(r));
     }
     const header = frames[0] as {
       format?: unknown; nextId?: unknown; lastNow?: unknown; importing?: { source: string; next: number } | null; imported?: boolean;
