@@ -1,7 +1,7 @@
 // Helpers shared by the benchmarks (bench/counter.mjs, bench/node.mjs): option parsing, the
 // release build, and a 3-replica raftstore-counter-server cluster driven by
 // raftstore-counter-client (braft's counter example on raftstore's C++ runtime).
-import { spawn, execFile } from 'node:child_process';
+import { spawn, execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -80,4 +80,45 @@ export class CounterCluster {
     for (const c of this.children.values()) c.kill('SIGKILL');
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+// ---------------------------------------------------------------------------------------
+// Everything a benchmark starts is stopped on the way out, however it leaves.
+
+export const live = new Set(); // objects with a synchronous stop()
+let cleaned = false;
+export function cleanup() {
+  if (cleaned) return;
+  cleaned = true;
+  for (const c of live) {
+    try {
+      c.stop();
+    } catch { /* best effort */ }
+  }
+  live.clear();
+}
+process.on('exit', cleanup);
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(sig, () => {
+    cleanup();
+    process.exit(130);
+  });
+}
+
+/** Hands out `width` consecutive ports at a time from [lo, hi], from a random start. */
+export function portAllocator(lo, hi, width = 3) {
+  let next = lo + Math.floor(Math.random() * 90) * 10;
+  return () => {
+    if (next + width > hi) next = lo;
+    const p = Array.from({ length: width }, (_, i) => next + i);
+    next += width;
+    return p;
+  };
+}
+
+/** The replicas run the package as users get it: lib/ compiled to dist/, and the addon. */
+export function buildPackage() {
+  console.log('\ncompiling lib/ to dist/ (tsc -p tsconfig.build.json) and building the addon');
+  execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' });
+  execFileSync(process.execPath, [join(root, 'scripts/build.mjs'), '--addon-only'], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
 }

@@ -33,7 +33,9 @@ import { fork, spawn, execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CounterCluster, buildRelease, counterClient, counterServer, numericOption, root, sleep } from './lib.mjs';
+import {
+  CounterCluster, buildPackage, buildRelease, cleanup, counterClient, counterServer, live, numericOption, portAllocator, root, sleep,
+} from './lib.mjs';
 import { closedLoop, now, outageAround } from './load.mjs';
 
 // ---------------------------------------------------------------------------------------
@@ -68,55 +70,17 @@ const OP_TIMEOUT_MS = 5000; // per propose / per put, for every Node client
 const etcdTimeouts = { 1000: { heartbeat: 100, election: 1000 }, 100: { heartbeat: 10, election: 100 } };
 const etcdSettings = (t) => etcdTimeouts[t] ?? { heartbeat: Math.max(1, Math.round(t / 10)), election: t };
 
-// ---------------------------------------------------------------------------------------
-// Everything started here is stopped on the way out, however we leave.
-
-const live = new Set(); // objects with a synchronous stop()
-let cleaned = false;
-function cleanup() {
-  if (cleaned) return;
-  cleaned = true;
-  for (const c of live) {
-    try {
-      c.stop();
-    } catch { /* best effort */ }
-  }
-  live.clear();
-}
-process.on('exit', cleanup);
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
-  process.on(sig, () => {
-    cleanup();
-    process.exit(130);
-  });
-}
-
-let raftPort = 52000 + Math.floor(Math.random() * 90) * 10;
-const raftPorts = () => {
-  if (raftPort + 3 > 52999) raftPort = 52000;
-  const p = [raftPort, raftPort + 1, raftPort + 2];
-  raftPort += 3;
-  return p;
-};
-let etcdPort = 53000 + Math.floor(Math.random() * 90) * 10;
+const raftPorts = portAllocator(52000, 52999);
+const nextEtcdPorts = portAllocator(53000, 53999, 6);
 const etcdPorts = () => {
-  if (etcdPort + 6 > 53999) etcdPort = 53000;
-  const p = [0, 1, 2].map((i) => ({ client: etcdPort + 2 * i, peer: etcdPort + 2 * i + 1 }));
-  etcdPort += 6;
-  return p;
+  const p = nextEtcdPorts();
+  return [0, 1, 2].map((i) => ({ client: p[2 * i], peer: p[2 * i + 1] }));
 };
 
 // ---------------------------------------------------------------------------------------
 // raftstore: three replica processes, driven over IPC
 
 const replicaFile = join(root, 'bench/node-replica.mjs');
-
-// The replicas run the package as users get it: lib/ compiled to dist/, and the addon.
-function buildPackage() {
-  console.log('\ncompiling lib/ to dist/ (tsc -p tsconfig.build.json) and building the addon');
-  execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' });
-  execFileSync(process.execPath, [join(root, 'scripts/build.mjs'), '--addon-only'], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
-}
 
 class RaftCluster {
   constructor(electionTimeoutMs) {

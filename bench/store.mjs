@@ -19,11 +19,11 @@
 // 10; given, it sets both), --levels 1,32,128, --objects N (default 1000000), --ops add,touch
 // (which throughput ops), --no-throughput, --no-snapshot (skips phases 2 and 3).
 // Ports: 54000-54999.
-import { execFileSync, fork } from 'node:child_process';
+import { fork } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { numericOption, root, sleep } from './lib.mjs';
+import { buildPackage, cleanup, live, numericOption, portAllocator, root, sleep } from './lib.mjs';
 import { now } from './load.mjs';
 
 // ---------------------------------------------------------------------------------------
@@ -59,48 +59,14 @@ const SNAP_CONCURRENCY = 32;
 const TAIL_SECONDS = 2; // `add` load before the kill (the replica's own log tail) and after it
 const ELECTION_TIMEOUT_MS = 1000;
 
-// ---------------------------------------------------------------------------------------
-// Everything started here is stopped on the way out, however we leave.
 
-const live = new Set(); // objects with a synchronous stop()
-let cleaned = false;
-function cleanup() {
-  if (cleaned) return;
-  cleaned = true;
-  for (const c of live) {
-    try {
-      c.stop();
-    } catch { /* best effort */ }
-  }
-  live.clear();
-}
-process.on('exit', cleanup);
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
-  process.on(sig, () => {
-    cleanup();
-    process.exit(130);
-  });
-}
-
-let nextPort = 54000 + Math.floor(Math.random() * 90) * 10;
-const ports = () => {
-  if (nextPort + 3 > 54999) nextPort = 54000;
-  const p = [nextPort, nextPort + 1, nextPort + 2];
-  nextPort += 3;
-  return p;
-};
+const ports = portAllocator(54000, 54999);
 
 // ---------------------------------------------------------------------------------------
 // Three replica processes, driven over IPC
 
 const replicaFile = join(root, 'bench/store-replica.mjs');
 
-// The replicas run the package as users get it: lib/ compiled to dist/, and the addon.
-function buildPackage() {
-  console.log('\ncompiling lib/ to dist/ (tsc -p tsconfig.build.json) and building the addon');
-  execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' });
-  execFileSync(process.execPath, [join(root, 'scripts/build.mjs'), '--addon-only'], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
-}
 
 class StoreCluster {
   constructor() {

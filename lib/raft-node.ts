@@ -297,8 +297,15 @@ export class RaftNode<R = unknown> extends EventEmitter<RaftNodeEvents> {
     }
     this.#state = 'running';
     const restoring = this.#node.status()?.snapshotIndex ?? 0;
-    if (restoring > this.#applied)
-      await new Promise<void>((resolve, reject) => this.#appliedWaiters.push({ index: restoring, resolve, reject }));
+    if (restoring > this.#applied) {
+      const node = this.#node;
+      node.ref(); // the restore request is on its way: nothing else may keep the process up
+      try {
+        await new Promise<void>((resolve, reject) => this.#appliedWaiters.push({ index: restoring, resolve, reject }));
+      } finally {
+        if (this.#node === node) node.unref();
+      }
+    }
   }
 
   get role(): Role {

@@ -109,6 +109,7 @@ void put_le(std::string& out, uint64_t v, int bytes) {
 
 struct Context;
 void call_js(Napi::Env env, Napi::Function callback, Context* ctx, Item* item);
+void deliver(Napi::Env env, Napi::Function callback, Context* ctx, Item& item);
 using Tsfn = Napi::TypedThreadSafeFunction<Context, Item, call_js>;
 
 // JS-thread state of one node's queue; freed by the queue's finalizer.
@@ -127,6 +128,16 @@ struct Context {
 void call_js(Napi::Env env, Napi::Function callback, Context* ctx, Item* raw) {
   std::unique_ptr<Item> item(raw);
   if (!env) return;  // the environment is going away: nobody is left to settle for
+  try {
+    deliver(env, callback, ctx, *item);
+  } catch (const Napi::Error& e) {
+    // The JavaScript callback threw. There is no caller to throw to: like a throwing event
+    // listener, it becomes the process's uncaught exception (never a C++ terminate).
+    napi_fatal_exception(env, e.Value());
+  }
+}
+
+void deliver(Napi::Env env, Napi::Function callback, Context* ctx, Item& it_) {
   std::visit(
       [&](auto& it) {
         using T = std::decay_t<decltype(it)>;
@@ -166,12 +177,7 @@ void call_js(Napi::Env env, Napi::Function callback, Context* ctx, Item* raw) {
                          Napi::String::New(env, it.conf)});
         }
       },
-      *item);
-  // An exception thrown by the JS callback must not vanish (Node-API < 10 swallows it).
-  if (env.IsExceptionPending()) {
-    Napi::Error e = env.GetAndClearPendingException();
-    napi_fatal_exception(env, e.Value());
-  }
+      it_);
 }
 
 class Host : public Napi::ObjectWrap<Host> {
