@@ -1,8 +1,10 @@
 // RaftNode in one process: a JavaScript state machine on the native engine.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { RaftError, RaftNode, type ConfChange, type Configuration, type Entry, type StateMachine } from '../lib/index.js';
 import { sleep, until } from './helpers.js';
 
@@ -39,6 +41,8 @@ class SnapCounter extends Counter {
     this.restored.push(r.index);
   }
 }
+
+const fixture = fileURLToPath(new URL('./fixtures/one-shot.ts', import.meta.url));
 
 const inc = (n: number): Buffer => {
   const b = Buffer.alloc(4);
@@ -264,6 +268,28 @@ describe('RaftNode (one process)', function () {
     await nodes[li]!.start();
     await until('restored and replayed', () => again.value === 102);
     assert.ok(again.restored[0]! >= 101);
+  });
+
+  it('a process that only starts a node from its snapshot waits for the restore, then exits on its own', async () => {
+    const sm = new SnapCounter();
+    const n = make([base + 90], 0, sm);
+    nodes.push(n);
+    await n.start();
+    await n.propose(inc(42));
+    await n.snapshot();
+    await n.close();
+    const r = spawnSync(process.execPath, ['--import', 'tsx', fixture, 'restore', join(dir, '0'), String(base + 90)],
+      { encoding: 'utf8', timeout: 20_000 });
+    assert.equal(r.status, 0, `exit ${r.status} ${r.signal ?? ''} ${r.stderr}`); // 13: unsettled top-level await
+    assert.equal(r.stdout, 'restored 42\n');
+  });
+
+  it('an exception thrown by a state machine callback is the process\'s uncaught exception, not an abort', () => {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', fixture, 'throw', join(dir, 't'), String(base + 91)],
+      { encoding: 'utf8', timeout: 20_000 });
+    assert.equal(r.signal, null, `killed by ${r.signal}: ${r.stderr}`);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /boom from onLeaderStart/);
   });
 
   it('needs both snapshot and restore', () => {
