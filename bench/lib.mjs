@@ -1,7 +1,7 @@
 // Helpers shared by the benchmarks (bench/counter.mjs, bench/node.mjs): option parsing, the
 // release build, and a 3-replica raftstore-counter-server cluster driven by
 // raftstore-counter-client (braft's counter example on raftstore's C++ runtime).
-import { spawn, execFile, execFileSync } from 'node:child_process';
+import { spawn, execFile, execFileSync, fork } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -121,4 +121,82 @@ export function buildPackage() {
   console.log('\ncompiling lib/ to dist/ (tsc -p tsconfig.build.json) and building the addon');
   execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' });
   execFileSync(process.execPath, [join(root, 'scripts/build.mjs'), '--addon-only'], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
+}
+
+/**
+ * Three replica processes of `file` on loopback, driven over IPC: a request {id, op, ...}
+ * gets {id, ok, result} or {id, ok: false, message}; a replica first sends {ready: true, ...}.
+ * argv: group conf port dir electionTimeoutMs ...extra.
+ */
+export class ReplicaCluster {
+  constructor(file, dirPrefix, ports, electionTimeoutMs) {
+    this.file = file;
+    this.dir = mkdtempSync(join(tmpdir(), dirPrefix));
+    this.ports = ports;
+    this.conf = ports.map((p) => `127.0.0.1:${p}:0`).join(',');
+    this.timeout = electionTimeoutMs;
+    this.replicas = new Map(); // port -> { child, calls, nextId, ready }
+    live.add(this);
+  }
+  /** Forks the replica on `port`; `r.ready` resolves with its ready message. Other messages
+   *  without an id go to `onMessage`; `onExit(error)` runs when it exits. */
+  fork(port, extra = [], onMessage = () => {}, onExit = () => {}) {
+    const args = ['bench', this.conf, String(port), join(this.dir, String(port)), String(this.timeout), ...extra];
+    const child = fork(this.file, args, { cwd: root, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+    const r = { child, calls: new Map(), nextId: 1 };
+    r.ready = new Promise((resolve, reject) => {
+      child.on('message', (m) => {
+        if (m.ready) return resolve(m);
+        const call = m.id === undefined ? undefined : r.calls.get(m.id);
+        if (!call) return onMessage(m);
+        r.calls.delete(m.id);
+        if (m.ok) call.resolve(m.result);
+        else call.reject(new Error(m.message));
+      });
+      child.on('exit', (code, signal) => {
+        const e = new Error(`replica ${port} exited (${signal ?? code})`);
+        reject(e);
+        onExit(e);
+        for (const c of r.calls.values()) c.reject(e);
+        r.calls.clear();
+      });
+    });
+    this.replicas.set(port, r);
+    return r;
+  }
+  running(port) {
+    const c = this.replicas.get(port)?.child;
+    return c !== undefined && c.exitCode === null && c.signalCode === null;
+  }
+  call(port, op, args = {}) {
+    const r = this.replicas.get(port);
+    if (!this.running(port)) return Promise.reject(new Error(`replica ${port} is not running`));
+    const id = r.nextId++;
+    return new Promise((resolve, reject) => {
+      r.calls.set(id, { resolve, reject });
+      r.child.send({ id, op, ...args });
+    });
+  }
+  async leader() {
+    for (let i = 0; i < 400; i++) {
+      for (const p of this.ports) {
+        const s = await this.call(p, 'status').catch(() => null);
+        if (s?.role === 'leader') return p;
+      }
+      await sleep(25);
+    }
+    throw new Error('no leader within 10 s');
+  }
+  kill(port) {
+    this.replicas.get(port)?.child.kill('SIGKILL');
+  }
+  async exited(port) {
+    const c = this.replicas.get(port)?.child;
+    if (this.running(port)) await new Promise((r) => c.once('exit', r));
+  }
+  stop() {
+    for (const r of this.replicas.values()) r.child.kill('SIGKILL');
+    rmSync(this.dir, { recursive: true, force: true });
+    live.delete(this);
+  }
 }

@@ -29,12 +29,13 @@
 // raftstore|etcd|cpp (or a comma-separated list), --no-failover, --trials N (failover runs
 // per system and timeout, default 3), --timeouts 1000,100.
 // Ports: raftstore and C++ replicas in 52000-52999, etcd in 53000-53999.
-import { fork, spawn, execFileSync } from 'node:child_process';
+import { spawn, execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  CounterCluster, buildPackage, buildRelease, cleanup, counterClient, counterServer, live, numericOption, portAllocator, root, sleep,
+  CounterCluster, ReplicaCluster, buildPackage, buildRelease, cleanup, counterClient, counterServer, live, numericOption,
+  portAllocator, root, sleep,
 } from './lib.mjs';
 import { closedLoop, now, outageAround } from './load.mjs';
 
@@ -82,67 +83,15 @@ const etcdPorts = () => {
 
 const replicaFile = join(root, 'bench/node-replica.mjs');
 
-class RaftCluster {
+class RaftCluster extends ReplicaCluster {
   constructor(electionTimeoutMs) {
-    this.dir = mkdtempSync(join(tmpdir(), 'bench-node-raft-'));
-    this.ports = raftPorts();
-    this.conf = this.ports.map((p) => `127.0.0.1:${p}:0`).join(',');
-    this.timeout = electionTimeoutMs;
-    this.replicas = new Map(); // port -> { child, calls, nextId }
-    live.add(this);
+    super(replicaFile, 'bench-node-raft-', raftPorts(), electionTimeoutMs);
   }
   async startAll() {
     await Promise.all(this.ports.map((p) => this.start(p)));
   }
-  start(port) {
-    const child = fork(replicaFile, ['bench', this.conf, String(port), join(this.dir, String(port)), String(this.timeout)],
-      { cwd: root, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
-    const r = { child, calls: new Map(), nextId: 1 };
-    this.replicas.set(port, r);
-    return new Promise((resolve, reject) => {
-      child.on('message', (m) => {
-        if (m.ready) return resolve();
-        const call = r.calls.get(m.id);
-        if (!call) return;
-        r.calls.delete(m.id);
-        if (m.ok) call.resolve(m.result);
-        else call.reject(new Error(m.message));
-      });
-      child.on('exit', (code, signal) => {
-        const e = new Error(`replica ${port} exited (${signal ?? code})`);
-        reject(e);
-        for (const c of r.calls.values()) c.reject(e);
-        r.calls.clear();
-      });
-    });
-  }
-  call(port, op, args = {}) {
-    const r = this.replicas.get(port);
-    if (!r || r.child.exitCode !== null || r.child.signalCode !== null)
-      return Promise.reject(new Error(`replica ${port} is not running`));
-    const id = r.nextId++;
-    return new Promise((resolve, reject) => {
-      r.calls.set(id, { resolve, reject });
-      r.child.send({ id, op, ...args });
-    });
-  }
-  async leader() {
-    for (let i = 0; i < 400; i++) {
-      for (const p of this.ports) {
-        const s = await this.call(p, 'status').catch(() => null);
-        if (s?.role === 'leader') return p;
-      }
-      await sleep(25);
-    }
-    throw new Error('raftstore: no leader within 10 s');
-  }
-  kill(port) {
-    this.replicas.get(port)?.child.kill('SIGKILL');
-  }
-  stop() {
-    for (const r of this.replicas.values()) r.child.kill('SIGKILL');
-    rmSync(this.dir, { recursive: true, force: true });
-    live.delete(this);
+  async start(port) {
+    await this.fork(port).ready;
   }
 }
 

@@ -19,11 +19,9 @@
 // 10; given, it sets both), --levels 1,32,128, --objects N (default 1000000), --ops add,touch
 // (which throughput ops), --no-throughput, --no-snapshot (skips phases 2 and 3).
 // Ports: 54000-54999.
-import { fork } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
-import { buildPackage, cleanup, live, numericOption, portAllocator, root, sleep } from './lib.mjs';
+import { ReplicaCluster, buildPackage, cleanup, numericOption, portAllocator, root, sleep } from './lib.mjs';
 import { now } from './load.mjs';
 
 // ---------------------------------------------------------------------------------------
@@ -68,93 +66,36 @@ const ports = portAllocator(54000, 54999);
 const replicaFile = join(root, 'bench/store-replica.mjs');
 
 
-class StoreCluster {
+class StoreCluster extends ReplicaCluster {
   constructor() {
-    this.dir = mkdtempSync(join(tmpdir(), 'bench-store-'));
-    this.ports = ports();
-    this.conf = this.ports.map((p) => `127.0.0.1:${p}:0`).join(',');
-    this.replicas = new Map(); // port -> { child, calls, nextId, forkedAt, ready, caughtUp }
-    live.add(this);
+    super(replicaFile, 'bench-store-', ports(), ELECTION_TIMEOUT_MS);
   }
   async startAll() {
     await Promise.all(this.ports.map((p) => this.start(p).ready));
   }
   // Forks the replica on `port`; `until` ({count, index}) makes it report its catch-up.
+  // `r.ready` resolves with its start-up times, `r.caughtUp` with its catch-up.
   start(port, until) {
-    const args = ['bench', this.conf, String(port), join(this.dir, String(port)), String(ELECTION_TIMEOUT_MS)];
-    if (until) args.push(String(until.count), String(until.index));
     const forkedAt = now();
-    const child = fork(replicaFile, args, { cwd: root, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
-    const r = { child, calls: new Map(), nextId: 1, forkedAt };
     let caughtUp;
-    r.caughtUp = new Promise((resolve, reject) => {
+    const caught = new Promise((resolve, reject) => {
       caughtUp = { resolve, reject };
     });
-    r.caughtUp.catch(() => {});
-    r.ready = new Promise((resolve, reject) => {
-      child.on('message', (m) => {
-        if (m.ready) return resolve(m.times);
-        if (m.caughtUp) return caughtUp.resolve(m.caughtUp);
-        const call = r.calls.get(m.id);
-        if (!call) return;
-        r.calls.delete(m.id);
-        if (m.ok) call.resolve(m.result);
-        else call.reject(new Error(m.message));
-      });
-      child.on('exit', (code, signal) => {
-        const e = new Error(`replica ${port} exited (${signal ?? code})`);
-        reject(e);
-        caughtUp.reject(e);
-        for (const c of r.calls.values()) c.reject(e);
-        r.calls.clear();
-      });
-    });
-    this.replicas.set(port, r);
-    return r;
-  }
-  call(port, op, args = {}) {
-    const r = this.replicas.get(port);
-    if (!r || r.child.exitCode !== null || r.child.signalCode !== null)
-      return Promise.reject(new Error(`replica ${port} is not running`));
-    const id = r.nextId++;
-    return new Promise((resolve, reject) => {
-      r.calls.set(id, { resolve, reject });
-      r.child.send({ id, op, ...args });
-    });
-  }
-  async leader() {
-    for (let i = 0; i < 400; i++) {
-      for (const p of this.ports) {
-        const s = await this.call(p, 'status').catch(() => null);
-        if (s?.role === 'leader') return p;
-      }
-      await sleep(25);
-    }
-    throw new Error('no leader within 10 s');
+    caught.catch(() => {});
+    const r = this.fork(port, until ? [String(until.count), String(until.index)] : [],
+      (m) => m.caughtUp && caughtUp.resolve(m.caughtUp), (e) => caughtUp.reject(e));
+    return { ...r, forkedAt, caughtUp: caught, ready: r.ready.then((m) => m.times) };
   }
   // Waits until every running replica holds `count` Items.
   async converged(count, ms = 120_000) {
     const end = Date.now() + ms;
     for (;;) {
-      const st = await Promise.all([...this.replicas.keys()]
-        .filter((p) => this.replicas.get(p).child.exitCode === null && this.replicas.get(p).child.signalCode === null)
+      const st = await Promise.all([...this.replicas.keys()].filter((p) => this.running(p))
         .map((p) => this.call(p, 'status').catch(() => null)));
       if (st.every((s) => s?.count === count)) return st;
       if (Date.now() > end) throw new Error(`replicas did not converge on ${count} objects: ${JSON.stringify(st)}`);
       await sleep(50);
     }
-  }
-  kill(port) {
-    this.replicas.get(port)?.child.kill('SIGKILL');
-  }
-  async exited(port) {
-    const c = this.replicas.get(port)?.child;
-    if (c && c.exitCode === null && c.signalCode === null) await new Promise((r) => c.once('exit', r));
-  }
-  stop() {
-    for (const r of this.replicas.values()) r.child.kill('SIGKILL');
-    rmSync(this.dir, { recursive: true, force: true });
-    live.delete(this);
   }
 }
 
@@ -328,7 +269,7 @@ if (restart) {
   console.log('|---:|---:|---:|---:|---:|---:|');
   console.log(`| ${fInt(restart.loaded)} | ${fInt(restart.open)} | ${fInt(restart.restored)} | ${fInt(restart.caughtUp)} | ` +
     `${thousands(restart.count)} | ${restart.applied} |`);
-  console.log('("snapshot restored": the engine\'s restore finished (RaftNode \'configuration\' event), before the log after ' +
+  console.log('("snapshot restored": Store.open resolved, with the replica\'s own snapshot restored, before the log after ' +
     'it is replayed; "caught up": the replica holds as many objects as the others and has applied the leader\'s last index)');
 }
 for (const op of Object.keys(throughput))
