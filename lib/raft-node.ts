@@ -17,6 +17,9 @@ export interface Entry {
   readonly index: number;
   readonly term: number;
   readonly data: Buffer;
+  /** The leader's wall clock (ms since the epoch) when it appended the entry: the same on
+   * every replica. Leaders' clocks may differ, so it can go backwards across a failover. */
+  readonly time: number;
 }
 
 /** Where a snapshot's files go: plain names inside one directory. */
@@ -136,10 +139,11 @@ export interface RaftNodeEvents {
   configuration: [conf: Configuration, index: number];
 }
 
-// Every proposal carries a small header so that the replica that proposed it recognises
-// it when it is applied (on whatever replica the leader was): version, origin, sequence.
-const HEADER = 17;
-const VERSION = 1;
+// Every proposal carries a small header: 8 bytes the leader overwrites with its clock when
+// it appends the entry (the engine's stamp_leader_time), then version, origin and sequence,
+// so that the replica that proposed it recognises it when it is applied.
+const HEADER = 25;
+const VERSION = 2;
 // Entry types as the engine sends them (core::EntryType).
 const ENTRY_DATA = 2;
 const ENTRY_CONFIGURATION = 3;
@@ -345,10 +349,11 @@ export class RaftNode<R = unknown> extends EventEmitter<RaftNodeEvents> {
         `${this.#pending.size} proposals are in flight (maxPendingProposals); await some before proposing more`));
     const seq = ++this.#seq;
     const entry = Buffer.allocUnsafe(HEADER + data.byteLength);
-    entry[0] = VERSION;
-    this.#origin.copy(entry, 1);
-    entry.writeUInt32LE(seq % 2 ** 32, 9);
-    entry.writeUInt32LE(Math.floor(seq / 2 ** 32), 13);
+    entry.fill(0, 0, 8); // the leader's time goes here
+    entry[8] = VERSION;
+    this.#origin.copy(entry, 9);
+    entry.writeUInt32LE(seq % 2 ** 32, 17);
+    entry.writeUInt32LE(Math.floor(seq / 2 ** 32), 21);
     entry.set(data, HEADER);
     // ERR_RAFT_NOT_LEADER means the entry was placed nowhere (no leader known here, or the
     // one asked had stepped down), so it is sent again once a leader is known: an election
@@ -585,9 +590,15 @@ export class RaftNode<R = unknown> extends EventEmitter<RaftNodeEvents> {
         if (!flush() || !this.#configurationCommitted(data.toString(), index)) return;
       }
       if (type !== ENTRY_DATA) continue; // no-op entries are the engine's own
-      const mine = length >= HEADER && data[0] === VERSION && data.compare(this.#origin, 0, 8, 1, 9) === 0;
-      origins.push(mine ? data.readUInt32LE(9) + data.readUInt32LE(13) * 2 ** 32 : undefined);
-      entries.push({ index, term, data: data.length >= HEADER ? data.subarray(HEADER) : data });
+      if (length < HEADER || data[8] !== VERSION) {
+        if (flush())
+          this.#fail(new RaftError('ERR_RAFT_BAD_ENTRY', `entry ${index} is not in entry format ${VERSION} (written by another version?)`));
+        return;
+      }
+      const mine = data.compare(this.#origin, 0, 8, 9, 17) === 0;
+      origins.push(mine ? data.readUInt32LE(17) + data.readUInt32LE(21) * 2 ** 32 : undefined);
+      const time = data.readUInt32LE(0) + data.readUInt32LE(4) * 2 ** 32;
+      entries.push({ index, term, time, data: data.subarray(HEADER) });
     }
     if (!flush()) return;
     this.#appliedUpTo(lastIndex);

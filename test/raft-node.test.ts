@@ -12,11 +12,13 @@ import { sleep, until } from './helpers.js';
 class Counter implements StateMachine<number> {
   value = 0;
   applied: number[] = [];
+  times: number[] = []; // Entry.time, as applied
   leaderTerms: number[] = [];
   confs: [number, number][] = []; // (index, voters) as onConfigurationCommitted saw them
   apply(entries: readonly Entry[]): number[] {
     return entries.map((e) => {
       this.applied.push(e.index);
+      this.times.push(e.time);
       this.value += e.data.readInt32LE(0);
       return this.value;
     });
@@ -93,6 +95,7 @@ describe('RaftNode (one process)', function () {
     const ports = [base + 10, base + 11, base + 12];
     const sms = [new Counter(), new Counter(), new Counter()];
     nodes = ports.map((_, i) => make(ports, i, sms[i]));
+    const before = Date.now();
     await Promise.all(nodes.map((n) => n.start()));
     // Each replica proposes at once, with no leader yet; all land once one is elected.
     assert.deepEqual((await Promise.all(nodes.map((n) => n.propose(inc(0))))), [0, 0, 0]);
@@ -102,6 +105,11 @@ describe('RaftNode (one process)', function () {
     await until('all applied', () => sms.every((s) => s.value === 20));
     assert.deepEqual(sms[0]!.applied, sms[1]!.applied);
     assert.deepEqual(sms[1]!.applied, sms[2]!.applied);
+    // The leader's clock (here the same machine's) when it appended each entry, on every replica.
+    const after = Date.now();
+    assert.deepEqual(sms[0]!.times, sms[1]!.times);
+    assert.deepEqual(sms[1]!.times, sms[2]!.times);
+    assert.ok(sms[0]!.times.every((t) => t >= before && t <= after), `${sms[0]!.times} within [${before}, ${after}]`);
     const i = nodes.findIndex((n) => !n.isLeader);
     const follower = nodes[i]!;
     await until('follower knows the leader', () => follower.leaderId === leader.id);
@@ -184,6 +192,7 @@ describe('RaftNode (one process)', function () {
     const ports = [base + 50, base + 51, base + 52];
     const sms = [new Counter(), new Counter(), new Counter()];
     nodes = ports.map((_, i) => make(ports, i, sms[i]));
+    const before = Date.now();
     await Promise.all(nodes.map((n) => n.start()));
     await until('leader', () => leaderOf(nodes) !== undefined);
     const leader = leaderOf(nodes)!;

@@ -177,8 +177,12 @@ describe('Store', function () {
   it('ctx.now and ctx.random() are the same on every replica; now never goes back', async () => {
     await three(20);
     const results: number[][] = [];
+    const before = Date.now();
     for (const s of stores) results.push(await s.transact('stamp', null));
     for (const s of stores) results.push(await s.transact('stamped', null));
+    const after = Date.now();
+    // The leader's clock (this machine's) when it appended each entry.
+    for (const [now] of results) assert.ok(now! >= before && now! <= after, `${now} within [${before}, ${after}]`);
     for (let i = 1; i < results.length; i++) assert.ok(results[i]![0]! >= results[i - 1]![0]!, 'now never goes back');
     const [, r1, r2] = results[0]!;
     assert.ok(r1! >= 0 && r1! < 1 && r1 !== r2);

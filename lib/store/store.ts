@@ -14,8 +14,8 @@ import { Objects, Transaction, View, type AnyStoreClass, type StoreClass, type S
 
 /** What a transaction may use instead of the clock and Math.random (same on every replica). */
 export interface TxContext {
-  /** Milliseconds since the epoch, stamped into the entry when it was proposed; never
-   *  earlier than the previous transaction's. */
+  /** Milliseconds since the epoch: the leader's clock when it appended the entry (so the
+   *  same on every replica), never earlier than the previous transaction's. */
   readonly now: number;
   /** A uniform number in [0, 1), from a generator seeded by the entry's log index. */
   random(): number;
@@ -208,7 +208,7 @@ export class Store<T extends Record<string, TransactionFn<never, unknown>> = Rec
       throw new StoreError('ERR_STORE_UNKNOWN_TRANSACTION', `no transaction named ${JSON.stringify(name)}`);
     let entry: Buffer;
     try {
-      entry = serialize([ENTRY_FORMAT, name, args, Date.now()]);
+      entry = serialize([ENTRY_FORMAT, name, args]);
     } catch (cause) {
       throw new RaftError('ERR_RAFT_BAD_ARGUMENT', `the arguments of ${name} cannot be serialized: ${String(cause)}`, { cause });
     }
@@ -286,7 +286,7 @@ export class Store<T extends Record<string, TransactionFn<never, unknown>> = Rec
     if (Array.isArray(decoded) && decoded[0] === IMPORT_FORMAT) return this.#importPart(decoded[1] as ImportPart);
     if (!Array.isArray(decoded) || decoded[0] !== ENTRY_FORMAT || typeof decoded[1] !== 'string')
       throw new StoreError('ERR_STORE_BAD_TRANSACTION', `entry ${e.index} is not a store transaction of format ${ENTRY_FORMAT}`);
-    const [, name, args, stamped] = decoded as [number, string, unknown, number];
+    const [, name, args] = decoded as [number, string, unknown];
     if (!Object.hasOwn(this.#transactions, name))
       // Never skipped: the replicas that know it would diverge from this one.
       throw new StoreError('ERR_STORE_UNKNOWN_TRANSACTION',
@@ -295,7 +295,8 @@ export class Store<T extends Record<string, TransactionFn<never, unknown>> = Rec
     if (this.#importing)
       return { ok: false, error: new StoreError('ERR_STORE_IMPORT', 'the store is being seeded from a standalone store; try again when it is done') };
     const fn = this.#transactions[name] as TransactionFn<unknown, unknown>;
-    this.#lastNow = Math.max(this.#lastNow, typeof stamped === 'number' ? stamped : 0);
+    // Leaders' clocks differ, so a failover could move it back: clamped.
+    this.#lastNow = Math.max(this.#lastNow, e.time);
     const ctx: TxContext = { now: this.#lastNow, random: seededRandom(e.index), index: e.index };
     const tx = new Transaction(this.#objects);
     const nextId = this.#objects.nextId;

@@ -244,6 +244,7 @@ class Node : public Napi::ObjectWrap<Node> {
     opt.snapshot_log_threshold = o.Get("snapshotLogThreshold").As<Napi::Number>().Int64Value();
     opt.forward_proposals = true;  // propose() works on every replica
     opt.stuck_apply_timeout_ms = o.Get("stuckApplyTimeoutMs").As<Napi::Number>().Uint32Value();
+    opt.stamp_leader_time = true;  // Entry.time: one clock, the leader's, for every replica
     group_ = opt.group;
     self_ = opt.self;
 

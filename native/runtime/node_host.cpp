@@ -18,6 +18,12 @@ using core::Envelope;
 
 namespace {
 
+uint64_t system_ms() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
+
 uint64_t now_ms() {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
                                    std::chrono::steady_clock::now().time_since_epoch())
@@ -361,11 +367,15 @@ void Node::propose(std::string data, ProposeDone done) {
 }
 
 void Node::enqueue(std::string data, ProposeDone done, bool may_forward) {
+  if (opt_.stamp_leader_time && data.size() < kLeaderTimeBytes)
+    return done({core::Code::InvalidArgument, "a proposal must start with " +
+                                                  std::to_string(kLeaderTimeBytes) +
+                                                  " bytes for the leader's time"},
+                0);
   bool schedule = false;
   {
     std::lock_guard<std::mutex> l(proposals_mu_);
-    queued_.push_back(
-        {std::make_shared<const std::string>(std::move(data)), std::move(done), may_forward});
+    queued_.push_back({std::move(data), std::move(done), may_forward});
     schedule = !flush_scheduled_;
     flush_scheduled_ = true;
   }
@@ -438,6 +448,8 @@ void Node::peer_unreachable(const core::PeerId& peer) {
   drain();
 }
 
+uint64_t Node::wall_ms() const { return opt_.wall_clock_ms ? opt_.wall_clock_ms() : system_ms(); }
+
 void Node::flush_proposals() {
   std::vector<Queued> queued;
   {
@@ -449,15 +461,22 @@ void Node::flush_proposals() {
     for (auto& q : queued) q.done(core::Status{core::Code::Shutdown, "stopped"}, 0);
     return;
   }
+  // Stamped here whether or not this replica leads: an entry only ever enters a log through
+  // propose_batch on the leader, which stamps it again if it came forwarded.
+  uint64_t wall = opt_.stamp_leader_time ? wall_ms() : 0;
   std::vector<std::shared_ptr<const std::string>> data;
   data.reserve(queued.size());
-  for (auto& q : queued) data.push_back(q.data);
-  auto results = core_->propose_batch(std::move(data), now_ms());
+  for (auto& q : queued) {
+    if (opt_.stamp_leader_time && q.data.size() >= kLeaderTimeBytes)
+      for (size_t i = 0; i < kLeaderTimeBytes; ++i) q.data[i] = static_cast<char>(wall >> (8 * i));
+    data.push_back(std::make_shared<const std::string>(std::move(q.data)));
+  }
+  auto results = core_->propose_batch(data, now_ms());
   for (size_t i = 0; i < results.size(); ++i) {
     Queued& q = queued[i];
     bool elsewhere = !core_->leader().empty() && !(core_->leader() == opt_.self);
     if (results[i].status.code == core::Code::NotLeader && q.may_forward && elsewhere)
-      forward(std::move(q.data), std::move(q.done));
+      forward(std::move(data[i]), std::move(q.done));
     else if (results[i].status.code == core::Code::Busy && opt_.forward_proposals &&
              core_->transferring_leadership())
       // braft says EBUSY; to RaftNode (which forwards) leadership is moving: as NotLeader,

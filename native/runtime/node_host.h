@@ -50,7 +50,14 @@ struct NodeOptions {
   // entries wait for it hands leadership to an up-to-date follower; 0: never. For state
   // machines that apply off the host's thread (the Node binding's event loop).
   uint32_t stuck_apply_timeout_ms = 0;
+  // The first kLeaderTimeBytes of every proposal are the leader's: the replica that appends
+  // the entry (always the leader) overwrites them with its wall clock, in ms since the epoch
+  // (u64 LE), so every replica applies the same time and it comes from one clock per term.
+  // Shorter proposals are refused (InvalidArgument).
+  bool stamp_leader_time = false;
+  std::function<uint64_t()> wall_clock_ms;  // unset: the system clock (tests give each node one)
 };
+inline constexpr size_t kLeaderTimeBytes = 8;
 
 // The application's replicated state. Every callback runs on the host's thread.
 struct StateMachine {
@@ -155,6 +162,7 @@ class Node : public std::enable_shared_from_this<Node> {
   void peer_unreachable(const core::PeerId& peer);
   void fail(const std::string& why);
   void check_stuck_apply(uint64_t now);
+  uint64_t wall_ms() const;
   // The host is going away: fail what is pending, drop connections, stop the writer and
   // release the data directory, even if someone still holds this Node.
   void stop();
@@ -199,7 +207,7 @@ class Node : public std::enable_shared_from_this<Node> {
   std::vector<std::pair<uint64_t, uint64_t>> skipped_;
   std::mutex proposals_mu_;  // guards the queue of proposals not yet given to the core
   struct Queued {
-    std::shared_ptr<const std::string> data;
+    std::string data;
     ProposeDone done;
     bool may_forward;
   };

@@ -108,6 +108,10 @@ class RuntimeTest : public testing::Test {
     o.raft.election_timeout_ms = 300;
     o.raft.max_election_delay_ms = 300;
     o.forward_proposals = forward_;
+    if (stamp_) {
+      o.stamp_leader_time = true;
+      o.wall_clock_ms = [i] { return 1000000ull * (i + 1); };  // a different clock per node
+    }
     std::shared_ptr<Node> node;
     auto st = hosts_[i]->add_node(o, applied->machine(), &node);
     EXPECT_TRUE(st.ok()) << st.message;
@@ -169,6 +173,7 @@ class RuntimeTest : public testing::Test {
 
   fs::path root_;
   bool forward_ = false;
+  bool stamp_ = false;
   std::vector<std::unique_ptr<NodeHost>> hosts_;
   std::vector<uint16_t> ports_;
   core::Configuration conf_;
@@ -272,6 +277,31 @@ TEST_F(RuntimeTest, FollowersForwardProposalsWhenAsked) {
   }
   for (auto& a : applied) ASSERT_TRUE(WaitApplied(a, 10, 5s));
   EXPECT_EQ(applied[follower].get(), applied[leader].get());
+}
+
+// Every replica applies the time of the leader that appended the entry, wherever it was
+// proposed: each node's clock here is different, so a proposer's stamp would show.
+TEST_F(RuntimeTest, TheLeaderStampsItsTimeIntoEveryProposal) {
+  forward_ = stamp_ = true;
+  Applied applied[3];
+  int leader = StartThree(applied);
+  ASSERT_GE(leader, 0);
+  int follower = (leader + 1) % 3;
+  ASSERT_TRUE(WaitKnowsLeader(*nodes_[follower], 5s));
+  std::string blank(kLeaderTimeBytes, '\0');
+  ASSERT_TRUE(Propose(*nodes_[follower], blank + "from a follower").ok());
+  ASSERT_TRUE(Propose(*nodes_[leader], blank + "from the leader").ok());
+  EXPECT_EQ(Propose(*nodes_[leader], "short").code, core::Code::InvalidArgument);
+  uint64_t expected = 1000000ull * (leader + 1);
+  for (auto& a : applied) {
+    ASSERT_TRUE(WaitApplied(a, 2, 5s));
+    for (const auto& d : a.get()) {
+      uint64_t t = 0;
+      for (size_t b = 0; b < kLeaderTimeBytes; ++b)
+        t |= uint64_t{static_cast<unsigned char>(d[b])} << (8 * b);
+      EXPECT_EQ(t, expected) << d.substr(kLeaderTimeBytes);
+    }
+  }
 }
 
 // The thread-safe calls the Node binding uses: read barriers and membership.
