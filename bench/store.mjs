@@ -207,13 +207,13 @@ try {
       })]).finally(() => clearTimeout(timer));
       restart = {
         loaded: times.loaded - r.forkedAt, open: times.open - r.forkedAt,
-        restored: caught.restored ? caught.restored.at - r.forkedAt : NaN, restoredCount: caught.restored?.count,
+        restoredCount: caught.restored?.count,
         restoredIndex: caught.restored?.index, snapshotObjects: own.objects,
         caughtUp: caught.at - r.forkedAt, count: caught.count, applied: caught.applied,
         snapshotIndex: own.index, killedAt: beforeKill.applied, target,
       };
-      console.log(`  restarted ${follower}: package loaded ${fInt(restart.loaded)} ms, Store.open resolved ${fInt(restart.open)} ms, ` +
-        `snapshot restored (index ${restart.restoredIndex}, ${thousands(restart.restoredCount)} objects) ${fInt(restart.restored)} ms, caught up ` +
+      console.log(`  restarted ${follower}: package loaded ${fInt(restart.loaded)} ms, Store.open resolved ${fInt(restart.open)} ms ` +
+        `holding index ${restart.restoredIndex} (${thousands(restart.restoredCount)} objects), caught up ` +
         `(${thousands(caught.count)} objects, index ${caught.applied}) ${fInt(restart.caughtUp)} ms after the fork`);
     } finally {
       c.stop();
@@ -265,12 +265,13 @@ if (snap) {
 if (restart) {
   console.log(`\nrestart of a follower from its own snapshot of ${thousands(restart.snapshotObjects)} objects (index ` +
     `${restart.snapshotIndex}), SIGKILLed at index ${restart.killedAt}; ms after the fork\n`);
-  console.log('| package loaded | Store.open resolved | snapshot restored | caught up | objects | index |');
+  console.log('| package loaded | Store.open resolved | index held at open | caught up | objects | index |');
   console.log('|---:|---:|---:|---:|---:|---:|');
-  console.log(`| ${fInt(restart.loaded)} | ${fInt(restart.open)} | ${fInt(restart.restored)} | ${fInt(restart.caughtUp)} | ` +
+  console.log(`| ${fInt(restart.loaded)} | ${fInt(restart.open)} | ${restart.restoredIndex} | ${fInt(restart.caughtUp)} | ` +
     `${thousands(restart.count)} | ${restart.applied} |`);
-  console.log('("snapshot restored": Store.open resolved, with the replica\'s own snapshot restored, before the log after ' +
-    'it is replayed; "caught up": the replica holds as many objects as the others and has applied the leader\'s last index)');
+  console.log('(Store.open resolves once the replica\'s own snapshot is restored; entries that arrived meanwhile (its log ' +
+    'tail, then what it missed) are applied before the code after it runs, hence "index held at open"; "caught up": the ' +
+    'replica holds as many objects as the others and has applied the leader\'s last index)');
 }
 for (const op of Object.keys(throughput))
   for (const n of levels) if (throughput[op][n]?.errors) missed.push(`${throughput[op][n].errors} failed ${op} transactions at ${n}`);
