@@ -152,6 +152,36 @@ describe('Store', function () {
     assert.throws(() => (t1 as { title: string }).title = 'x', TypeError, 'stored objects are frozen');
   });
 
+  it('emits applied, role and leader events; status() reports the replica', async () => {
+    await three(80);
+    await until('a leader', () => stores.some((s) => s.isLeader));
+    const seen = stores.map((s) => {
+      const e = { applied: [] as number[], roles: [] as string[], leaders: [] as (string | null)[] };
+      s.on('applied', (index) => e.applied.push(index));
+      s.on('role', (role) => e.roles.push(role));
+      s.on('leader', (id) => e.leaders.push(id));
+      return e;
+    });
+    const old = stores.findIndex((s) => s.isLeader);
+    const leader = stores[old]!;
+    const status = leader.status();
+    assert.equal(status.role, 'leader');
+    assert.equal(status.leaderId, leader.leaderId);
+    assert.equal(status.configuration.peers.length, 3);
+    await stores[(old + 1) % 3]!.transact('addTodo', { title: 'evented' });
+    await until('applied everywhere', () => seen.every((e) => e.applied.at(-1) === leader.appliedIndex));
+    assert.equal(leader.status().appliedIndex, leader.appliedIndex);
+    // The leader goes away: the others report the election and the new leader.
+    await leader.close();
+    const rest = stores.filter((_, i) => i !== old);
+    await until('a new leader', () => rest.some((s) => s.isLeader));
+    const next = rest.find((s) => s.isLeader)!;
+    const e = seen[stores.indexOf(next)]!;
+    assert.ok(e.roles.includes('leader'), `roles seen: ${e.roles}`);
+    await until('leader event everywhere', () => rest.every((s) => seen[stores.indexOf(s)]!.leaders.at(-1) === next.leaderId));
+    stores = rest;
+  });
+
   it('a throwing transaction leaves no trace on any replica, and fails the same way everywhere', async () => {
     await three(10);
     const [a, b] = stores as [Store<typeof transactions>, Store<typeof transactions>];
