@@ -18,17 +18,14 @@ using core::Envelope;
 
 namespace {
 
-uint64_t system_ms() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   std::chrono::system_clock::now().time_since_epoch())
-                                   .count());
+template <typename Clock>
+uint64_t ms_of() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch())
+          .count());
 }
-
-uint64_t now_ms() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   std::chrono::steady_clock::now().time_since_epoch())
-                                   .count());
-}
+// Raft's timers: monotonic.
+uint64_t now_ms() { return ms_of<std::chrono::steady_clock>(); }
 
 bool is_response(const core::Payload& p) {
   return std::holds_alternative<core::RequestVoteResponse>(p) ||
@@ -448,7 +445,9 @@ void Node::peer_unreachable(const core::PeerId& peer) {
   drain();
 }
 
-uint64_t Node::wall_ms() const { return opt_.wall_clock_ms ? opt_.wall_clock_ms() : system_ms(); }
+uint64_t Node::wall_ms() const {
+  return opt_.wall_clock_ms ? opt_.wall_clock_ms() : ms_of<std::chrono::system_clock>();
+}
 
 void Node::flush_proposals() {
   std::vector<Queued> queued;
@@ -467,7 +466,7 @@ void Node::flush_proposals() {
   std::vector<std::shared_ptr<const std::string>> data;
   data.reserve(queued.size());
   for (auto& q : queued) {
-    if (opt_.stamp_leader_time && q.data.size() >= kLeaderTimeBytes)
+    if (opt_.stamp_leader_time)  // enqueue refused anything shorter
       for (size_t i = 0; i < kLeaderTimeBytes; ++i) q.data[i] = static_cast<char>(wall >> (8 * i));
     data.push_back(std::make_shared<const std::string>(std::move(q.data)));
   }
