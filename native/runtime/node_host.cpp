@@ -252,8 +252,11 @@ void Node::stop() {
 }
 
 void Node::drain() {
+  bool took = false;
   while (!failed_ && core_->has_ready()) {
     core::Ready rd = core_->take_ready();
+    took = true;
+    refresh_status();  // before the callbacks below: whoever they wake may read status()
     if (rd.hard_state || rd.log_reset || rd.log_write || rd.compact_before) {
       Write w;
       w.hard_state = rd.hard_state;
@@ -311,6 +314,10 @@ void Node::drain() {
       done(cc);
     }
   }
+  if (!took) refresh_status();  // a tick or message may change what status() shows, Ready or not
+}
+
+void Node::refresh_status() {
   std::lock_guard<std::mutex> lock(status_mu_);
   status_ = core_->status();
 }
@@ -683,6 +690,7 @@ void Node::finish_snapshot(const storage::Status& st) {
     last_snapshot_error_ = st.message;
   }
   if (!was_install) {
+    refresh_status();  // a waiter may read status() at once: the compaction must show
     auto waiters = std::move(snapshot_waiters_);
     snapshot_waiters_.clear();
     for (auto& done : waiters) done(st);

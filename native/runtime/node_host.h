@@ -163,6 +163,7 @@ class Node : public std::enable_shared_from_this<Node> {
   void fail(const std::string& why);
   void check_stuck_apply(uint64_t now);
   uint64_t wall_ms() const;
+  void refresh_status();  // what status() returns, from the core
   // The host is going away: fail what is pending, drop connections, stop the writer and
   // release the data directory, even if someone still holds this Node.
   void stop();

@@ -591,6 +591,15 @@ TEST_F(RuntimeTest, CatchUpBySnapshotAfterCompaction) {
   // A second snapshot with nothing new applied is a no-op that succeeds.
   EXPECT_EQ(Snapshot(ports_[leader], "g", Peer(ports_[leader])).code, 0);
   ASSERT_TRUE(Propose(*nodes_[leader], "c").ok());
+  // Once snapshot() answers, status() already shows the compaction (RaftNode reads it then).
+  uint64_t first_before = nodes_[leader]->status().first_index;
+  std::promise<std::pair<storage::Status, uint64_t>> snap;
+  nodes_[leader]->snapshot([&snap, n = nodes_[leader].get()](storage::Status st) {
+    snap.set_value({st, n->status().first_index});
+  });
+  auto [snap_status, first_seen] = snap.get_future().get();
+  ASSERT_TRUE(snap_status.ok()) << snap_status.message;
+  EXPECT_GT(first_seen, first_before);
 
   RestartHost(away);
   Applied fresh;  // its state machine starts empty; the snapshot replaces it
