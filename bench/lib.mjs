@@ -38,9 +38,9 @@ export async function buildRelease(bench) {
 }
 
 // Three raftstore-counter-server replicas on loopback ports base..base+2 (default: a random
-// base from 30000), data in a fresh temporary directory.
+// base in 17000-18999), data in a fresh temporary directory.
 export class CounterCluster {
-  constructor(electionTimeoutMs, base = 30000 + Math.floor(Math.random() * 20000)) {
+  constructor(electionTimeoutMs, base = 17000 + Math.floor(Math.random() * 2000)) {
     this.dir = mkdtempSync(join(tmpdir(), 'bench-counter-'));
     this.ports = [base, base + 1, base + 2];
     this.conf = this.ports.map((p) => `127.0.0.1:${p}:0`).join(',');
@@ -105,7 +105,11 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
   });
 }
 
-/** Hands out `width` consecutive ports at a time from [lo, hi], from a random start. */
+/**
+ * Hands out `width` consecutive ports at a time from [lo, hi], from a random start. Benchmarks
+ * keep below 32768, the kernel's ephemeral range, where any outgoing connection may take a port
+ * as its source and a restarting replica then cannot bind it.
+ */
 export function portAllocator(lo, hi, width = 3) {
   let next = lo + Math.floor(Math.random() * 90) * 10;
   return () => {

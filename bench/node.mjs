@@ -28,7 +28,7 @@
 // Options: --seconds S (per level, default 20), --levels 1,8,32,128, --only
 // raftstore|etcd|cpp (or a comma-separated list), --no-failover, --trials N (failover runs
 // per system and timeout, default 3), --timeouts 1000,100.
-// Ports: raftstore and C++ replicas in 52000-52999, etcd in 53000-53999.
+// Ports: raftstore and C++ replicas in 14000-14999, etcd in 15000-15999.
 import { spawn, execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -71,8 +71,8 @@ const OP_TIMEOUT_MS = 5000; // per propose / per put, for every Node client
 const etcdTimeouts = { 1000: { heartbeat: 100, election: 1000 }, 100: { heartbeat: 10, election: 100 } };
 const etcdSettings = (t) => etcdTimeouts[t] ?? { heartbeat: Math.max(1, Math.round(t / 10)), election: t };
 
-const raftPorts = portAllocator(52000, 52999);
-const nextEtcdPorts = portAllocator(53000, 53999, 6);
+const raftPorts = portAllocator(14000, 14999);
+const nextEtcdPorts = portAllocator(15000, 15999, 6);
 const etcdPorts = () => {
   const p = nextEtcdPorts();
   return [0, 1, 2].map((i) => ({ client: p[2 * i], peer: p[2 * i + 1] }));

@@ -18,7 +18,7 @@
 // Options: --seconds S (per throughput level, default 20; per snapshot-phase window, default
 // 10; given, it sets both), --levels 1,32,128, --objects N (default 1000000), --ops add,touch
 // (which throughput ops), --no-throughput, --no-snapshot (skips phases 2 and 3).
-// Ports: 54000-54999.
+// Ports: 16000-16999.
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { ReplicaCluster, buildPackage, cleanup, numericOption, portAllocator, root, sleep } from './lib.mjs';
@@ -58,7 +58,7 @@ const TAIL_SECONDS = 2; // `add` load before the kill (the replica's own log tai
 const ELECTION_TIMEOUT_MS = 1000;
 
 
-const ports = portAllocator(54000, 54999);
+const ports = portAllocator(16000, 16999);
 
 // ---------------------------------------------------------------------------------------
 // Three replica processes, driven over IPC

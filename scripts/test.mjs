@@ -197,7 +197,7 @@ async function main() {
   await step('typecheck', 'npx', ['--no', '--', 'tsc', '--noEmit'], (r) =>
     r.code === 0 ? { passed: 1, failed: 0 } : { passed: 0, failed: 1, note: exitNote(r) });
   // --no: never try to download mocha; it comes from devDependencies.
-  await step('mocha', 'npx', ['--no', 'mocha', '--reporter', 'spec',
+  await step('mocha', 'npx', ['--no', 'mocha', '--reporter=spec',
     ...(process.stdout.isTTY ? ['--color'] : [])], judgeMocha);
 }
 

@@ -16,7 +16,7 @@ import {
 } from '../lib/baidu-std.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
-import { eventually, sleep } from './helpers.js';
+import { eventually, portBlock, sleep } from './helpers.js';
 
 interface Result {
   code: number;
@@ -71,8 +71,7 @@ class SnapCounter implements StateMachine<number> {
 }
 const one = Buffer.from([1, 0, 0, 0]);
 
-// 47000-47899: no other suite uses these (they pick bases in 20000-44100).
-const base = 47000 + Math.floor(Math.random() * 90) * 10;
+const base = await portBlock(6);
 const peerOf = (port: number) => `127.0.0.1:${port}:0:0`;
 
 describe('raftstore CLI: flags and bad input', function () {

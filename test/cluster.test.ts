@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const fixture = fileURLToPath(new URL('./fixtures/replica.ts', import.meta.url));
-import { sleep } from './helpers.js';
+import { portBlock, sleep } from './helpers.js';
 
 interface Status { role: string; term: number; leaderId: string | null; appliedIndex: number; commitIndex: number }
 type Reply = { ok: true; result: unknown } | { ok: false; code: string; message: string };
@@ -62,14 +62,15 @@ class Replica {
   }
 }
 
+let nextPort = await portBlock(30); // three for each test
+
 describe('RaftNode (three processes)', function () {
   this.timeout(90_000);
   let dir = '';
   let replicas: Replica[] = [];
   const setup = async (electionTimeoutMs: number, stuckApplyTimeoutMs = 30_000, snapshotLogThreshold = 0): Promise<void> => {
     dir = mkdtempSync(join(tmpdir(), 'cluster-'));
-    const base = 24000 + Math.floor(Math.random() * 20000);
-    const ports = [base, base + 1, base + 2];
+    const ports = [nextPort++, nextPort++, nextPort++];
     const config = ports.map((p) => `127.0.0.1:${p}:0`).join(',');
     replicas = ports.map((p) => new Replica(p, ['g', config, String(p), join(dir, String(p)), String(electionTimeoutMs), String(stuckApplyTimeoutMs), String(snapshotLogThreshold)]));
     await Promise.all(replicas.map((r) => r.start()));

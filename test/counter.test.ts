@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { portBlock } from './helpers.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const server = join(root, 'build/release/raftstore-counter-server');
@@ -35,9 +36,10 @@ async function stat(port: number): Promise<string> {
   }
 }
 
+const base = await portBlock(3);
+
 describe('counter server (3 processes)', function () {
   this.timeout(60_000);
-  const base = 20000 + Math.floor(Math.random() * 20000);
   const ports = [base, base + 1, base + 2];
   const conf = ports.map((p) => `127.0.0.1:${p}:0`).join(',');
   const servers = new Map<number, ChildProcess>();

@@ -6,10 +6,10 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { portBlock } from './helpers.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-// Ports 46100-46199 belong to this file (no other test uses them).
-const base = 46100 + 3 * Math.floor(Math.random() * 33);
+const base = await portBlock(3);
 
 function demo(args: string[]): Promise<{ code: number | null; out: string; err: string; ms: number }> {
   const started = performance.now();

@@ -1,4 +1,8 @@
-// Waiting in tests: for a condition, or for a probe to produce a value, with a deadline.
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+
+// Waiting in tests (for a condition, or for a probe to produce a value, with a deadline), and
+// the loopback ports tests listen on.
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Resolves once `cond()` holds; fails naming `what` after `ms`. */
@@ -15,4 +19,40 @@ export async function eventually<T>(what: string, probe: () => Promise<T | undef
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await sleep(10);
   }
+}
+
+const handedOut: Array<[number, number]> = [];
+
+/**
+ * The first of `count` consecutive loopback ports for a test file to listen on, each free when
+ * handed out and never handed out twice in this process. They lie below the kernel's ephemeral
+ * range: a port in that range can become the source port of any outgoing connection (a replica
+ * redialling a peer that is down), and a replica restarting on it then fails to bind (CI saw it).
+ */
+export async function portBlock(count: number): Promise<number> {
+  const ephemeralLow = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').split(/\s+/)[0]) || 32768;
+  const lo = 10_000;
+  const hi = ephemeralLow - count;
+  if (hi <= lo) throw new Error(`no room for ${count} ports below the ephemeral range (${ephemeralLow})`);
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const base = lo + Math.floor(Math.random() * (hi - lo));
+    if (handedOut.some(([a, b]) => base < b && a < base + count)) continue;
+    const block: [number, number] = [base, base + count];
+    handedOut.push(block); // before probing, so that concurrent calls cannot pick it too
+    if (await allFree(base, count)) return base;
+    handedOut.splice(handedOut.indexOf(block), 1);
+  }
+  throw new Error(`no ${count} consecutive free loopback ports in ${lo}-${ephemeralLow - 1}`);
+}
+
+async function allFree(base: number, count: number): Promise<boolean> {
+  for (let p = base; p < base + count; p++) {
+    const free = await new Promise<boolean>((resolve) => {
+      const s = createServer();
+      s.once('error', () => resolve(false));
+      s.listen(p, '127.0.0.1', () => s.close(() => resolve(true)));
+    });
+    if (!free) return false;
+  }
+  return true;
 }

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RaftError, RaftNode, type ConfChange, type Configuration, type Entry, type StateMachine } from '../lib/index.js';
-import { sleep, until } from './helpers.js';
+import { portBlock, sleep, until } from './helpers.js';
 
 /** A counter: each entry is a signed 32-bit increment; the result is the new value. */
 class Counter implements StateMachine<number> {
@@ -52,10 +52,11 @@ const inc = (n: number): Buffer => {
   return b;
 };
 
+const base = await portBlock(100);
+
 describe('RaftNode (one process)', function () {
   this.timeout(30_000);
   let dir = '';
-  const base = 21000 + Math.floor(Math.random() * 20000);
   let nodes: RaftNode<number>[] = [];
   beforeEach(() => {
     dir = mkdtempSync(join(tmpdir(), 'raftnode-'));

@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RaftError, Store, StoreError, type Transaction, type TxContext, type View } from '../lib/index.js';
-import { until } from './helpers.js';
+import { portBlock, until } from './helpers.js';
 import { OrderedIndex } from '../lib/store/ordered.js';
 
 class Todo {
@@ -104,10 +104,11 @@ function expectedIndex(store: Store<typeof transactions>): unknown {
   });
 }
 
+const base = await portBlock(100);
+
 describe('Store', function () {
   this.timeout(60_000);
   let dir = '';
-  const base = 30000 + Math.floor(Math.random() * 10000);
   let stores: Store<typeof transactions>[] = [];
   beforeEach(() => {
     dir = mkdtempSync(join(tmpdir(), 'store-'));
