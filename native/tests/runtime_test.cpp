@@ -7,7 +7,9 @@
 #include <fstream>
 #include <future>
 #include <mutex>
+#include <random>
 #include <set>
+#include <stdexcept>
 #include <thread>
 
 #include "cli.pb.h"
@@ -81,10 +83,19 @@ class RuntimeTest : public testing::Test {
   }
   static PeerId Peer(uint16_t port) { return PeerId{0x7f000001u, port, 0, 0}; }
 
-  // A host on a free port; returns its index.
+  // A host on a free port below the kernel's ephemeral range; returns its index. A port in that
+  // range could meanwhile become the source port of a peer's connection, and RestartHost would
+  // then fail to bind it.
   int AddHost() {
+    static std::mt19937 rng(std::random_device{}());
+    int ephemeral_low = 32768;
+    std::ifstream("/proc/sys/net/ipv4/ip_local_port_range") >> ephemeral_low;
+    std::uniform_int_distribution<int> pick(10000, ephemeral_low - 1);
     std::unique_ptr<NodeHost> h;
-    EXPECT_TRUE(NodeHost::start("127.0.0.1", 0, &h).ok());
+    for (int attempt = 0; attempt < 100 && !h; ++attempt)
+      if (!NodeHost::start("127.0.0.1", static_cast<uint16_t>(pick(rng)), &h).ok()) h.reset();
+    // gtest reports an exception escaping a test as that test's failure.
+    if (!h) throw std::runtime_error("no free port below " + std::to_string(ephemeral_low));
     ports_.push_back(h->port());
     hosts_.push_back(std::move(h));
     return static_cast<int>(hosts_.size()) - 1;
