@@ -1,13 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo } from 'node:net';
-import { portBlock } from './helpers.js';
-
-const listen = (port: number): Promise<NodeJS.ErrnoException | undefined> => new Promise((resolve) => {
-  const s = createServer();
-  s.once('error', resolve);
-  s.listen(port, '127.0.0.1', () => s.close(() => resolve(undefined)));
-});
+import { portBlock, tryListen } from './helpers.js';
 
 describe('test ports', function () {
   it('a port that is the source of a connection cannot be listened on (why tests avoid the ephemeral range)', async () => {
@@ -16,7 +10,7 @@ describe('test ports', function () {
     const client = connect((server.address() as AddressInfo).port, '127.0.0.1');
     await new Promise((r) => client.once('connect', r));
     try {
-      assert.equal((await listen(client.localPort!))?.code, 'EADDRINUSE');
+      assert.equal((await tryListen(client.localPort!))?.code, 'EADDRINUSE');
     } finally {
       client.destroy();
       server.close();
@@ -28,7 +22,7 @@ describe('test ports', function () {
     const blocks = await Promise.all([portBlock(50), portBlock(50), portBlock(50)]);
     for (const b of blocks) {
       assert.ok(b >= 1024 && b + 50 <= ephemeralLow, `${b}..${b + 49} lies below ${ephemeralLow}`);
-      for (let p = b; p < b + 50; p++) assert.equal(await listen(p), undefined, `port ${p} is free`);
+      for (let p = b; p < b + 50; p++) assert.equal(await tryListen(p), undefined, `port ${p} is free`);
     }
     const sorted = [...blocks].sort((x, y) => x - y);
     assert.ok(sorted[0]! + 50 <= sorted[1]! && sorted[1]! + 50 <= sorted[2]!, `${sorted.join(', ')} do not overlap`);

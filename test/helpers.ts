@@ -46,13 +46,15 @@ export async function portBlock(count: number): Promise<number> {
 }
 
 async function allFree(base: number, count: number): Promise<boolean> {
-  for (let p = base; p < base + count; p++) {
-    const free = await new Promise<boolean>((resolve) => {
-      const s = createServer();
-      s.once('error', () => resolve(false));
-      s.listen(p, '127.0.0.1', () => s.close(() => resolve(true)));
-    });
-    if (!free) return false;
-  }
+  for (let p = base; p < base + count; p++) if ((await tryListen(p)) !== undefined) return false;
   return true;
+}
+
+/** Listens on 127.0.0.1:`port` and closes again; resolves with the error if it could not. */
+export function tryListen(port: number): Promise<NodeJS.ErrnoException | undefined> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.once('error', resolve);
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(undefined)));
+  });
 }
