@@ -37,10 +37,10 @@ export async function buildRelease(bench) {
   }
 }
 
-// Three raftstore-counter-server replicas on loopback ports base..base+2 (default: a random
-// base in 17000-18999), data in a fresh temporary directory.
+// Three raftstore-counter-server replicas on loopback ports base..base+2, data in a fresh
+// temporary directory.
 export class CounterCluster {
-  constructor(electionTimeoutMs, base = 17000 + Math.floor(Math.random() * 2000)) {
+  constructor(electionTimeoutMs, base) {
     this.dir = mkdtempSync(join(tmpdir(), 'bench-counter-'));
     this.ports = [base, base + 1, base + 2];
     this.conf = this.ports.map((p) => `127.0.0.1:${p}:0`).join(',');

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo } from 'node:net';
-import { portBlock, tryListen } from './helpers.js';
+import { ephemeralPortLow, portBlock, tryListen } from './helpers.js';
 
 describe('test ports', function () {
   it('a port that is the source of a connection cannot be listened on (why tests avoid the ephemeral range)', async () => {
@@ -18,7 +17,7 @@ describe('test ports', function () {
   });
 
   it('portBlock hands out free, disjoint blocks below the ephemeral range', async () => {
-    const ephemeralLow = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').split(/\s+/)[0]);
+    const ephemeralLow = ephemeralPortLow();
     const blocks = await Promise.all([portBlock(50), portBlock(50), portBlock(50)]);
     for (const b of blocks) {
       assert.ok(b >= 1024 && b + 50 <= ephemeralLow, `${b}..${b + 49} lies below ${ephemeralLow}`);

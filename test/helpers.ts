@@ -21,6 +21,11 @@ export async function eventually<T>(what: string, probe: () => Promise<T | undef
   }
 }
 
+/** The lowest port the kernel picks as a connection's source port. */
+export function ephemeralPortLow(): number {
+  return Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').split(/\s+/)[0]) || 32768;
+}
+
 const handedOut: Array<[number, number]> = [];
 
 /**
@@ -30,7 +35,7 @@ const handedOut: Array<[number, number]> = [];
  * redialling a peer that is down), and a replica restarting on it then fails to bind (CI saw it).
  */
 export async function portBlock(count: number): Promise<number> {
-  const ephemeralLow = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').split(/\s+/)[0]) || 32768;
+  const ephemeralLow = ephemeralPortLow();
   const lo = 10_000;
   const hi = ephemeralLow - count;
   if (hi <= lo) throw new Error(`no room for ${count} ports below the ephemeral range (${ephemeralLow})`);
