@@ -83,7 +83,12 @@ export interface StateMachine<R = unknown> {
 export interface RaftNodeOptions<R = unknown> {
   /** The Raft group's name (braft's group id). */
   group: string;
-  /** The initial configuration, braft's text form: `ip:port:idx,ip:port:idx,...`. */
+  /**
+   * The initial configuration, braft's text form: `ip:port:idx,ip:port:idx,...`; or `''` for a
+   * new replica of a running group, which waits (never campaigning) until the leader adds it
+   * with `addPeer`/`changePeers` or `raftstore add_peer`. Once the data directory holds a
+   * configuration, that one is used.
+   */
   config: string;
   /** This replica's port; it must be in `config` with `ip`. */
   port: number;
@@ -207,15 +212,17 @@ function validate<R>(o: RaftNodeOptions<R>): Validated {
   if (typeof o.group !== 'string' || !/^[A-Za-z0-9_.-]{1,128}$/.test(o.group))
     bad(`group must be 1-128 characters of A-Z a-z 0-9 _ . -, got ${JSON.stringify(o.group)}`);
   if (typeof o.config !== 'string') bad('config must be a string such as "127.0.0.1:8100:0,127.0.0.1:8101:0"');
-  const peers = parseConfiguration(o.config);
+  // '' is a replica that joins an existing group: it waits, never campaigning, until the
+  // leader adds it (addPeer or braft_cli add_peer); a data directory's own configuration wins.
+  const peers = o.config === '' ? [] : parseConfiguration(o.config);
   const ip = o.ip ?? '127.0.0.1';
   // Port 0 only for a group of one (a standalone store): nobody needs to reach it, and the
   // host listens on any free port.
   const port = integer('port', o.port, peers.length === 1 ? 0 : 1, 65535, NaN);
   const idx = integer('idx', o.idx, 0, 2147483647, 0);
   const self = parsePeerId(`${ip}:${port}:${idx}`);
-  if (!peers.some((p) => p.equals(self)))
-    bad(`this replica (${self.toString()}) is not in config "${o.config}"; list it, or start it empty and add it with addPeer`);
+  if (peers.length > 0 && !peers.some((p) => p.equals(self)))
+    bad(`this replica (${self.toString()}) is not in config "${o.config}"; list it, or start it with config '' and add it with addPeer`);
   if (typeof o.dir !== 'string' || o.dir === '') bad('dir must be a non-empty path');
   const sm = o.stateMachine as Partial<StateMachine<R>> | undefined;
   if (typeof sm !== 'object' || sm === null || typeof sm.apply !== 'function')

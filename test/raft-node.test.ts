@@ -245,6 +245,28 @@ describe('RaftNode (one process)', function () {
     await assert.rejects(fourth.addPeer('not a peer'), (e: unknown) => e instanceof RaftError && e.code === 'ERR_RAFT_BAD_CONFIG');
   });
 
+  it("a replica started with config '' waits, never campaigning, until addPeer brings it in", async () => {
+    const ports = [base + 64, base + 65, base + 66, base + 67];
+    const three = ports.slice(0, 3);
+    const sms = ports.map(() => new Counter());
+    nodes = three.map((_, i) => make(three, i, sms[i]));
+    await Promise.all(nodes.map((n) => n.start()));
+    await until('leader', () => leaderOf(nodes) !== undefined);
+    const leader = leaderOf(nodes)!;
+    for (let k = 0; k < 200; k++) await leader.propose(inc(1));
+    const fourth = make(ports, 3, sms[3], { config: '' });
+    nodes.push(fourth);
+    await fourth.start();
+    await sleep(1000); // three election timeouts: it must neither campaign nor lead
+    assert.equal(fourth.status().role, 'follower');
+    assert.equal(fourth.status().term, 1, 'it never campaigned');
+    assert.equal(sms[3]!.value, 0);
+    await leader.addPeer(fourth.id, { timeoutMs: 10_000 });
+    await until('newcomer caught up', () => sms[3]!.value === 200);
+    assert.equal(fourth.status().configuration.peers.length, 4);
+    assert.equal(await fourth.propose(inc(1)), 201);
+  });
+
   it('compacts, sends a snapshot to a replica that was away, and restarts from its own', async () => {
     const ports = [base + 70, base + 71, base + 72];
     const sms = ports.map(() => new SnapCounter());

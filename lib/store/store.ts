@@ -28,7 +28,7 @@ export type TransactionFn<A = never, R = unknown> = (tx: Transaction, args: A, c
 
 export interface StoreOptions<T extends Record<string, TransactionFn<never, unknown>>>
   extends Omit<RaftNodeOptions, 'stateMachine' | 'config' | 'port'> {
-  /** The initial configuration (braft's text form); default, standalone: this replica only. */
+  /** The initial configuration (braft's text form; '' to join a running group and wait to be added); default, standalone: this replica only. */
   config?: string;
   port?: number;
   transactions: T;

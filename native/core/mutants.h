@@ -16,6 +16,8 @@ enum class Mutant : int {
   NoStepDownOnHigherTerm,     // ignore a higher term in responses
   RemovedLeaderKeepsLeading,  // a leader outside the committed configuration stays
   AckBeforeDurable,           // a follower acknowledges entries before they are durable
+  NoProbeIdlePeer,            // a peer whose log is unknown gets heartbeats only, no probe
+  StalledInstallNotRetried,   // a lost or failed InstallSnapshot is never sent again
   Count
 };
 

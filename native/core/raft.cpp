@@ -34,6 +34,10 @@ const char* mutant_name(Mutant m) {
       return "removed-leader-keeps-leading";
     case Mutant::AckBeforeDurable:
       return "ack-before-durable";
+    case Mutant::NoProbeIdlePeer:
+      return "no-probe-idle-peer";
+    case Mutant::StalledInstallNotRetried:
+      return "stalled-install-not-retried";
     case Mutant::Count:
       break;
   }
@@ -250,6 +254,30 @@ void Raft::peer_unreachable(const PeerId& peer, uint64_t now) {
   uint64_t turn = std::max<uint64_t>(2, opt_.heartbeat_ms() / 2);
   uint64_t at = now + rank * turn + opt_.random() % (turn / 2);
   election_deadline_ = std::min(election_deadline_, at);
+}
+
+void Raft::rpc_failed(const PeerId& peer, uint64_t rpc_id, uint64_t now) {
+  now_ = now;
+  auto* prp = role_ == Role::Leader ? progress(peer) : nullptr;
+  if (!prp) return;
+  auto& pr = *prp;
+  uint64_t retry_at = now + opt_.heartbeat_ms();
+  if (pr.state == ProgressState::Snapshot && rpc_id == pr.snapshot_rpc) {
+    if (MUTANT(StalledInstallNotRetried)) return;
+    pr.state = ProgressState::Probe;
+    pr.next = pr.match + 1;
+    pr.paused_until_ms = retry_at;
+    return;
+  }
+  Inflight f{};
+  if (!pop_inflight(pr, rpc_id, &f) || f.heartbeat) return;
+  // A lost append: what was sent after it cannot land either. Probe again from the match.
+  for (auto it = pr.inflight.begin(); it != pr.inflight.end();)
+    it = it->heartbeat ? std::next(it) : pr.inflight.erase(it);
+  pr.appends_inflight = 0;
+  pr.state = ProgressState::Probe;
+  pr.next = pr.match + 1;
+  pr.paused_until_ms = retry_at;
 }
 
 void Raft::send(const PeerId& to, Payload p, uint64_t rpc_id) {
@@ -618,7 +646,8 @@ void Raft::tick(uint64_t now) {
     for (auto& [peer, pr] : progress_) {
       // Lost requests or responses: fall back to probing from the last known match.
       bool stalled_snapshot = pr.state == ProgressState::Snapshot &&
-                              now >= pr.snapshot_sent_ms + opt_.install_snapshot_timeout_ms;
+                              now >= pr.snapshot_sent_ms + opt_.install_snapshot_timeout_ms &&
+                              !MUTANT(StalledInstallNotRetried);
       bool stalled_append = false;
       for (const auto& f : pr.inflight)
         if (!f.heartbeat) {
@@ -719,6 +748,20 @@ void Raft::replicate(const PeerId& to, uint64_t now) {
   auto& pr = *prp;
   if (pr.state == ProgressState::Snapshot || now < pr.paused_until_ms) return;
   uint32_t window = pr.state == ProgressState::Probe ? 1 : opt_.max_inflight_appends;
+  // A peer we know nothing about (new to the group, or just restarted) while no entry is
+  // waiting: ask with an empty append at next - 1, as braft's replicator does, so that its
+  // rejection (with its last index) starts the catch-up. Heartbeats cannot: they are
+  // anchored at the known match and always succeed.
+  if (pr.state == ProgressState::Probe && pr.appends_inflight == 0 && pr.next > last_index() &&
+      pr.match + 1 < pr.next && !MUTANT(NoProbeIdlePeer)) {
+    uint64_t prev = pr.next - 1;
+    auto prev_term = term_at(prev);
+    if (!prev_term) return send_snapshot(to, pr, now);
+    pr.inflight.push_back({next_rpc_, now, prev, false});
+    ++pr.appends_inflight;
+    send(to, AppendEntriesRequest{hs_.term, *prev_term, prev, {}, commit_});
+    return;
+  }
   while (pr.appends_inflight < window && pr.next <= last_index()) {
     uint64_t prev = pr.next - 1;
     auto prev_term = term_at(prev);
@@ -1223,6 +1266,7 @@ Status Raft::start_conf_change(uint64_t id, PeerList peers, PeerList learners, u
   cc_.new_peers = std::move(peers);
   cc_.new_learners = std::move(learners);
   cc_.started_ms = now;
+  cc_.progress_ms = now;
   sync_progress_with_conf(now);
   replicate_all(now);
   advance_conf_change(now);
@@ -1234,16 +1278,41 @@ void Raft::advance_conf_change(uint64_t now) {
   switch (cc_.stage) {
     case ConfChange::CatchingUp: {
       bool caught_up = true;
+      bool installing = false;
+      uint64_t match_sum = 0;
+      const PeerId* lagging = nullptr;
       for (const auto& p : cc_.new_peers) {
         if (p == opt_.self || cc_.old_conf.is_voter(p)) continue;
         auto* pr = progress(p);
-        if (!pr || pr->last_ack_ms <= cc_.started_ms ||
-            pr->match + opt_.catchup_margin < last_index())
+        if (!pr) {
           caught_up = false;
+          lagging = &p;
+          continue;
+        }
+        match_sum += pr->match;
+        installing |= pr->state == ProgressState::Snapshot;
+        if (pr->last_ack_ms <= cc_.started_ms || pr->match + opt_.catchup_margin < last_index()) {
+          caught_up = false;
+          lagging = &p;
+        }
       }
       if (!caught_up) {
-        if (now >= cc_.started_ms + opt_.catchup_timeout_ms)
-          finish_conf_change(error(Code::CatchupFailed, "new peer could not catch up"));
+        // A snapshot in flight counts as progress: its own timeout (or a transport failure)
+        // ends it, and then the peer is probing again.
+        if (match_sum > cc_.progress_match || installing) {
+          cc_.progress_match = std::max(cc_.progress_match, match_sum);
+          cc_.progress_ms = now;
+        }
+        if (now >= cc_.progress_ms + opt_.catchup_timeout_ms) {
+          auto* pr = lagging ? progress(*lagging) : nullptr;
+          finish_conf_change(
+              error(Code::CatchupFailed,
+                    "new peer " + (lagging ? lagging->to_string() : std::string("?")) +
+                        " could not catch up: no progress for " +
+                        std::to_string(opt_.catchup_timeout_ms) + " ms at match index " +
+                        std::to_string(pr ? pr->match : 0) + " of " + std::to_string(last_index()) +
+                        (pr && pr->last_ack_ms <= cc_.started_ms ? " (it never answered)" : "")));
+        }
         return;
       }
       size_t changes = 0;

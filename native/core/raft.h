@@ -209,6 +209,10 @@ class Raft {
   // instead of waiting out the election timeout. A wrong hint costs one refused pre-vote.
   // Ignored with leader leases: a lease must run out whatever the network says.
   void peer_unreachable(const PeerId& peer, uint64_t now_ms);
+  // The request `rpc_id` to `peer` failed in transport (not connected, connection closed,
+  // deadline passed): no answer will come. The leader retries after a heartbeat interval
+  // instead of waiting out its timers (10 election timeouts for an InstallSnapshot).
+  void rpc_failed(const PeerId& peer, uint64_t rpc_id, uint64_t now_ms);
 
   void meta_persisted(uint64_t seq);
   void log_persisted(uint64_t write_seq);
@@ -304,6 +308,10 @@ class Raft {
     PeerList new_learners;
     uint64_t started_ms = 0;
     uint64_t entry_index = 0;  // config entry awaiting commit
+    // Catch-up fails only after catchup_timeout_ms without progress (braft re-arms its
+    // wait while the peer advances): when the new peers' matches last moved, and their sum.
+    uint64_t progress_ms = 0;
+    uint64_t progress_match = 0;
   };
 
   // roles

@@ -34,10 +34,13 @@ int main(int argc, char** argv) {
                       {"election_timeout_ms", "5000"},
                       {"snapshot_interval", "30"}});
     auto conf = core::parse_peer_list(f.str("conf"));
-    if (!conf || conf->empty()) {
+    // Empty (braft's way to start a new replica): it waits, never campaigning, until a
+    // leader adds it (add_peer); a data directory with a configuration uses that instead.
+    if (!conf) {
       std::fprintf(stderr,
                    "ERR_RAFT_BAD_CONFIG: -conf must list the peers, e.g. "
-                   "127.0.0.1:8100:0,127.0.0.1:8101:0,127.0.0.1:8102:0\n");
+                   "127.0.0.1:8100:0,127.0.0.1:8101:0,127.0.0.1:8102:0, or be empty (\"\") "
+                   "for a replica that waits to be added with add_peer\n");
       return 2;
     }
     int64_t port = f.num("port"), timeout = f.num("election_timeout_ms");

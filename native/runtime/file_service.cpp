@@ -130,7 +130,8 @@ SnapshotCopier::SnapshotCopier(Key, asio::io_context& io, std::string dir,
 std::shared_ptr<SnapshotCopier> SnapshotCopier::start(asio::io_context& io, const std::string& uri,
                                                       std::string dir,
                                                       const core::SnapshotMeta& expect,
-                                                      uint32_t call_timeout_ms, Done done) {
+                                                      uint32_t call_timeout_ms, Done done,
+                                                      rpc::ChannelOptions channel) {
   auto c = std::make_shared<SnapshotCopier>(Key{}, io, std::move(dir), expect, call_timeout_ms,
                                             std::move(done));
   auto where = parse_snapshot_uri(uri);
@@ -139,7 +140,7 @@ std::shared_ptr<SnapshotCopier> SnapshotCopier::start(asio::io_context& io, cons
     return c;
   }
   c->reader_id_ = where->reader_id;
-  c->channel_ = rpc::Channel::create(io, where->at);
+  c->channel_ = rpc::Channel::create(io, where->at, channel);
   // The meta first, whole (braft asks for UINT_MAX bytes and accepts a partial answer).
   c->fetch(storage::kSnapshotMetaFile, 0, 0xffffffffLL);
   return c;

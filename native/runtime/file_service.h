@@ -44,9 +44,12 @@ FileReply read_snapshot_file(const storage::SnapshotInfo& snapshot,
 class SnapshotCopier : public std::enable_shared_from_this<SnapshotCopier> {
  public:
   using Done = std::function<void(storage::Status)>;
+  // `call_timeout_ms` bounds each get_file call: a stalled copy fails after it (and the
+  // leader sends the snapshot again) rather than waiting for the whole install's deadline.
   static std::shared_ptr<SnapshotCopier> start(asio::io_context& io, const std::string& uri,
                                                std::string dir, const core::SnapshotMeta& expect,
-                                               uint32_t call_timeout_ms, Done done);
+                                               uint32_t call_timeout_ms, Done done,
+                                               rpc::ChannelOptions channel = {});
   void cancel();  // `done` is not called after this
 
   struct Key {};

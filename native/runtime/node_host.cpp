@@ -341,21 +341,34 @@ void Node::send(Envelope env) {
     inbound_.erase(it);
     return;
   }
-  auto& ch = channels_[env.to];
+  channel_to(env.to)->call(
+      w.service, w.method, std::move(w.payload), std::move(w.attachment), timeout,
+      [self = shared_from_this(), req = std::move(env), reader](int32_t code, const std::string&,
+                                                                rpc::Frame f) {
+        if (reader) self->host_.close_reader(reader);
+        if (self->failed_) return;
+        if (code != 0) {  // not sent, or no answer will come: the core retries soon
+          self->core_->rpc_failed(req.to, req.rpc_id, now_ms());
+          return self->drain();
+        }
+        auto resp = rpc::decode_response(req, f.meta.response().error_code(), f.payload);
+        if (!resp) return;
+        self->core_->step(*resp, now_ms());
+        self->drain();
+      });
+}
+
+// Outgoing connections leave from this replica's own address, so that on a multi-homed
+// host the peers see the source they know it by.
+const std::shared_ptr<rpc::Channel>& Node::channel_to(const core::PeerId& peer) {
+  auto& ch = channels_[peer];
   if (!ch) {
-    asio::ip::tcp::endpoint at(asio::ip::address_v4(env.to.ip), env.to.port);
-    ch = rpc::Channel::create(host_.io(), at);
+    rpc::ChannelOptions o;
+    o.bind_address = asio::ip::address_v4(opt_.self.ip);
+    ch = rpc::Channel::create(host_.io(),
+                              asio::ip::tcp::endpoint(asio::ip::address_v4(peer.ip), peer.port), o);
   }
-  ch->call(w.service, w.method, std::move(w.payload), std::move(w.attachment), timeout,
-           [self = shared_from_this(), req = std::move(env), reader](
-               int32_t code, const std::string&, rpc::Frame f) {
-             if (reader) self->host_.close_reader(reader);
-             if (code != 0 || self->failed_) return;  // lost: the core resends
-             auto resp = rpc::decode_response(req, f.meta.response().error_code(), f.payload);
-             if (!resp) return;
-             self->core_->step(*resp, now_ms());
-             self->drain();
-           });
+  return ch;
 }
 
 void Node::on_request(Envelope env, rpc::Server::Respond respond) {
@@ -400,35 +413,32 @@ void Node::forward(std::shared_ptr<const std::string> data, ProposeDone done) {
   raftstore::wire::ForwardRequest req;
   req.set_group_id(opt_.group);
   req.set_peer_id(leader.to_string());
-  auto& ch = channels_[leader];
-  if (!ch)
-    ch = rpc::Channel::create(
-        host_.io(), asio::ip::tcp::endpoint(asio::ip::address_v4(leader.ip), leader.port));
-  ch->call("raftstore.ForwardService", "propose", req.SerializeAsString(), *data,
-           install_timeout_ms(opt_.raft),
-           [self = shared_from_this(), leader, done = std::move(done)](
-               int32_t code, const std::string& text, rpc::Frame f) mutable {
-             raftstore::wire::ForwardResponse resp;
-             // Not connected: the request was never sent, so it was placed nowhere.
-             if (code == rpc::kEHOSTDOWN)
-               return done({core::Code::NotLeader,
-                            "leader " + leader.to_string() + " is not reachable: " + text},
-                           0);
-             if (code == 0) code = f.meta.response().error_code();
-             if (code != 0 || !resp.ParseFromString(f.payload))
-               return done({core::Code::LeaderChanged, "forwarding to " + leader.to_string() +
-                                                           " failed (the outcome is unknown): " +
-                                                           (code ? text : "bad response")},
-                           0);
-             if (resp.success())
-               return self->forwarded_applied(static_cast<uint64_t>(resp.index()), std::move(done));
-             auto c = static_cast<core::Code>(resp.code());
-             // The leader stopping, or a code it should not send: the outcome is unknown.
-             if (c == core::Code::Ok || c == core::Code::Shutdown ||
-                 resp.code() > static_cast<int32_t>(core::Code::Shutdown))
-               c = core::Code::LeaderChanged;
-             done({c, resp.message()}, 0);
-           });
+  channel_to(leader)->call(
+      "raftstore.ForwardService", "propose", req.SerializeAsString(), *data,
+      install_timeout_ms(opt_.raft),
+      [self = shared_from_this(), leader, done = std::move(done)](
+          int32_t code, const std::string& text, rpc::Frame f) mutable {
+        raftstore::wire::ForwardResponse resp;
+        // Not connected: the request was never sent, so it was placed nowhere.
+        if (code == rpc::kEHOSTDOWN)
+          return done({core::Code::NotLeader,
+                       "leader " + leader.to_string() + " is not reachable: " + text},
+                      0);
+        if (code == 0) code = f.meta.response().error_code();
+        if (code != 0 || !resp.ParseFromString(f.payload))
+          return done({core::Code::LeaderChanged,
+                       "forwarding to " + leader.to_string() +
+                           " failed (the outcome is unknown): " + (code ? text : "bad response")},
+                      0);
+        if (resp.success())
+          return self->forwarded_applied(static_cast<uint64_t>(resp.index()), std::move(done));
+        auto c = static_cast<core::Code>(resp.code());
+        // The leader stopping, or a code it should not send: the outcome is unknown.
+        if (c == core::Code::Ok || c == core::Code::Shutdown ||
+            resp.code() > static_cast<int32_t>(core::Code::Shutdown))
+          c = core::Code::LeaderChanged;
+        done({c, resp.message()}, 0);
+      });
 }
 
 void Node::forwarded_applied(uint64_t index, ProposeDone done) {
@@ -622,8 +632,14 @@ void Node::start_install(const core::SnapshotInstall& install) {
     return;
   }
   snapshot_op_ = SnapshotOp::Installing;
+  rpc::ChannelOptions from_self;
+  from_self.bind_address = asio::ip::address_v4(opt_.self.ip);
+  // Each chunk gets an election timeout (at least 500 ms): a stalled copy fails and is
+  // retried by the leader, instead of holding the replica for the whole install deadline.
+  auto chunk_timeout =
+      static_cast<uint32_t>(std::max<uint64_t>(opt_.raft.election_timeout_ms, 500));
   copier_ = SnapshotCopier::start(
-      host_.io(), install.uri, dir, install.meta, install_timeout_ms(opt_.raft),
+      host_.io(), install.uri, dir, install.meta, chunk_timeout,
       [weak = weak_from_this(), meta = install.meta](storage::Status st) {
         auto self = weak.lock();
         if (!self || self->failed_) return;
@@ -637,7 +653,8 @@ void Node::start_install(const core::SnapshotInstall& install) {
         w.publish = meta;
         w.installed = true;
         self->queue_write(std::move(w));
-      });
+      },
+      from_self);
 }
 
 void Node::snapshot_published(const Write& w) {

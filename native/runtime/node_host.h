@@ -141,6 +141,7 @@ class Node : public std::enable_shared_from_this<Node> {
   void tick();
   void drain();
   void send(core::Envelope env);
+  const std::shared_ptr<rpc::Channel>& channel_to(const core::PeerId& peer);
   void on_request(core::Envelope env, rpc::Server::Respond respond);
   void flush_proposals();
   // Runs `work` on the host's thread while this node is active; otherwise `refused` gets

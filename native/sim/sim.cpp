@@ -176,6 +176,43 @@ Scenario Scenario::from_seed(uint64_t seed) {
     s.p_false_hint = h.chance(0.5) ? 0.002 * static_cast<double>(h.range(1, 10)) : 0.0;
   }
   s.notify_commit = h.chance(0.7);  // the shipping default; off keeps older schedules
+  // Also a stream of its own. Catch-up: a real log (10,000+ entries), then membership.
+  Rng k(seed ^ 0xc47c40b5ULL);
+  s.transport_failures = k.chance(0.5);
+  if (k.chance(0.12)) {
+    s.profile = "catchup";
+    s.nodes = k.chance(0.5) ? 4 : 5;
+    s.voters = 3;
+    s.learners = 0;  // the rest start with an empty configuration, as braft's newcomers
+    s.leader_lease = k.chance(0.3);
+    s.max_entries_per_rpc = static_cast<uint32_t>(k.chance(0.3) ? k.range(16, 128) : 1024);
+    s.max_bytes_per_rpc = 512 * 1024;
+    s.max_inflight = static_cast<uint32_t>(k.range(2, 8));
+    s.max_uncommitted = 4096;
+    s.bulk = static_cast<uint32_t>(k.range(20, 80));
+    s.log_target = k.range(10000, 20000);
+    s.swap_in = k.chance(0.4);
+    s.min_delay_ms = k.range(0, 2);
+    s.max_delay_ms = s.min_delay_ms + k.range(1, 8);
+    s.disk_max_ms = k.range(0, 10);
+    s.loss = k.chance(0.5) ? 0.0 : 0.01 * static_cast<double>(k.range(1, 5));
+    s.duplicate = 0.0;
+    s.late_duplicate = 0.0;
+    s.p_partition = s.p_one_way = s.p_flap = 0.0;
+    s.p_crash = rate(0.8, 0.0005, 0.002);
+    s.p_restart = rate(1.0, 0.001, 0.004);
+    s.p_crash_after_vote = 0.0;
+    s.p_kill_leader = rate(0.3, 0.0002, 0.0005);
+    s.p_isolate_leader = 0.0;
+    s.p_crash_new_leader = s.p_isolate_after_commit = s.p_replay_on_election = 0.0;
+    s.p_split_leaders = 0.0;
+    s.p_snapshot = rate(1.0, 0.002, 0.01);
+    s.p_install_fail = k.chance(0.3) ? 0.3 : 0.0;
+    s.p_membership = 0.0;  // the newcomer stays out until the load is in
+    s.p_transfer = rate(0.3, 0.0002, 0.001);
+    s.p_read = 0.02;
+    s.chaos_ms = 12000;  // the load decides when chaos ends (log_target reached)
+  }
   return s;
 }
 
@@ -195,8 +232,9 @@ std::string Scenario::describe() const {
     << " replay_on_election=" << p_replay_on_election << " split_leaders=" << p_split_leaders
     << " snapshot=" << p_snapshot << " membership=" << p_membership << " transfer=" << p_transfer
     << " down_hint=" << p_down_hint << " false_hint=" << p_false_hint
-    << " notify_commit=" << notify_commit << " chaos_ms=" << chaos_ms
-    << " mutant=" << mutant_name(mutant);
+    << " notify_commit=" << notify_commit << " transport_failures=" << transport_failures
+    << " bulk=" << bulk << " log_target=" << log_target << " swap_in=" << swap_in
+    << " chaos_ms=" << chaos_ms << " mutant=" << mutant_name(mutant);
   return o.str();
 }
 
@@ -271,7 +309,13 @@ struct HintEvent {  // the runtime tells `node` that `peer` is unreachable
   uint64_t epoch;
   PeerId peer;
 };
-using Event = std::variant<MsgEvent, TickEvent, DiskEvent, InstallEvent, CrashEvent, HintEvent>;
+struct RpcFailedEvent {  // `node`'s request `rpc_id` to `peer` failed in transport
+  int node;
+  PeerId peer;
+  uint64_t rpc_id;
+};
+using Event = std::variant<MsgEvent, TickEvent, DiskEvent, InstallEvent, CrashEvent, HintEvent,
+                           RpcFailedEvent>;
 
 struct Queued {
   uint64_t at;
@@ -312,6 +356,7 @@ class World {
     links_.assign(s.nodes, std::vector<bool>(s.nodes, true));
     history_.resize(s.nodes);
     last_commit_.resize(s.nodes);
+    unanswered_.resize(s.nodes);
   }
   ~World() { core::g_active_mutant = Mutant::None; }
 
@@ -342,7 +387,7 @@ class World {
     o.snapshot_log_margin = s_.snapshot_margin;
     o.notify_commit = s_.notify_commit;
     o.catchup_margin = 20;
-    o.max_uncommitted_entries = kMaxUncommitted;
+    o.max_uncommitted_entries = s_.max_uncommitted;
     o.catchup_timeout_ms = 2 * s_.election_timeout_ms;
     o.install_snapshot_timeout_ms = 4 * s_.election_timeout_ms;
     o.random = [this] { return rng_.next(); };
@@ -370,6 +415,9 @@ class World {
   void client_ops();
   Node* find_leader();
   void heal();
+  void bulk_load();
+  void start_catchup();
+  void fail_requests_to(Node& n);
 
   // --- state ------------------------------------------------------------------------
   Scenario s_;
@@ -400,6 +448,15 @@ class World {
   std::map<std::string, DurableSnapshot> snapshot_store_;
   std::vector<std::deque<Envelope>> history_;  // recent election messages sent to each node
   std::vector<uint64_t> last_commit_;
+  // Requests each replica received and has not answered: (sender, rpc id). A crash fails
+  // them in transport, as closing its connections does.
+  std::vector<std::vector<std::pair<int, uint64_t>>> unanswered_;
+  // Catch-up profile.
+  uint64_t catchup_id_ = 0;  // the newcomer's change in flight
+  uint64_t catchup_started_ms_ = 0;
+  uint64_t catchup_done_ms_ = 0;
+  uint64_t catchup_next_try_ms_ = 0;
+  int catchup_leader_ = -1;
 };
 
 void World::boot(Node& n) {
@@ -432,11 +489,20 @@ void World::crash(Node& n) {
   n.writes[1].clear();
   n.core.reset();
   n.pending.clear();
+  fail_requests_to(n);
   // Its connections close: the other replicas may hear of it at once (peer_unreachable).
   if (s_.p_down_hint > 0)
     for (auto& m : nodes_)
       if (m->alive && hint_rng_.chance(s_.p_down_hint))
         schedule(now_ + hint_rng_.range(0, 3), HintEvent{m->id, m->epoch, n.peer});
+}
+
+void World::fail_requests_to(Node& n) {
+  auto& open = unanswered_[n.id];
+  if (s_.transport_failures)
+    for (auto [from, rpc] : open)
+      schedule(now_ + rng_.range(0, 2), RpcFailedEvent{from, n.peer, rpc});
+  open.clear();
 }
 
 void World::persist(Node& n, decltype(Write::op) op, uint64_t latency) {
@@ -490,8 +556,25 @@ void World::on_disk(Node& n, int q, uint64_t write_id) {
   drain(n);
 }
 
+bool is_request(const Payload& p) {
+  return std::holds_alternative<RequestVoteRequest>(p) ||
+         std::holds_alternative<AppendEntriesRequest>(p) ||
+         std::holds_alternative<InstallSnapshotRequest>(p) ||
+         std::holds_alternative<TimeoutNowRequest>(p) ||
+         std::holds_alternative<ReadIndexRequest>(p);
+}
+
 void World::send(Node& from, Envelope env) {
   ++result_.messages;
+  if (!is_request(env.payload)) {
+    auto& open = unanswered_[from.id];
+    int to_id = index_of(env.to);
+    for (auto it = open.begin(); it != open.end(); ++it)
+      if (it->first == to_id && it->second == env.rpc_id) {
+        open.erase(it);
+        break;
+      }
+  }
   if (auto* a = std::get_if<AppendEntriesResponse>(&env.payload); a && a->success) {
     // An acknowledgement vouches for data on this replica's disk, not just in its memory.
     uint64_t x = a->last_log_index;
@@ -670,6 +753,15 @@ void World::drain(Node& n) {
     }
     for (const auto& cc : rd.conf_changes) {
       if (cc.status.ok()) ++result_.conf_changes_ok;
+      if (catchup_id_ && cc.id == catchup_id_ && n.id == catchup_leader_) {
+        catchup_id_ = 0;
+        if (cc.status.ok()) {
+          catchup_done_ms_ = now_;
+          result_.catchup_ms = now_ - catchup_started_ms_;
+        } else if (cc.status.code == Code::CatchupFailed) {
+          fail("catch-up: the newcomer could not join a healthy cluster: " + cc.status.message);
+        }
+      }
       trace("node " + std::to_string(n.id) + " conf change " + std::to_string(cc.id) + ": " +
             code_name(cc.status.code) + " " + cc.new_conf.to_string());
     }
@@ -817,9 +909,62 @@ void World::inject_faults() {
   }
 }
 
+// The catch-up profile's load: the leader appends `bulk` client writes at once, as a
+// runtime's proposal queue does, until the log is long enough.
+void World::bulk_load() {
+  Node* l = find_leader();
+  if (!l || l->core->last_index() >= s_.log_target) return;
+  std::vector<std::shared_ptr<const std::string>> data;
+  std::vector<uint64_t> ops;
+  for (uint32_t i = 0; i < s_.bulk; ++i) {
+    ops.push_back(next_op_++);
+    data.push_back(std::make_shared<const std::string>(std::to_string(ops.back())));
+  }
+  auto res = l->core->propose_batch(std::move(data), now_);
+  for (size_t i = 0; i < res.size(); ++i)
+    if (res[i].status.ok()) l->pending[res[i].index] = {res[i].term, ops[i]};
+  drain(*l);
+}
+
+// After healing, with no client writes, the leader takes a replica that was never in the
+// configuration (its log is empty) into it; the change must succeed.
+void World::start_catchup() {
+  if (catchup_done_ms_ || now_ < catchup_next_try_ms_) return;
+  Node* l = find_leader();
+  if (catchup_id_ && l && l->id == catchup_leader_) return;  // in flight
+  catchup_id_ = 0;
+  if (!l || l->core->conf_index() > l->core->commit_index()) return;
+  catchup_next_try_ms_ = now_ + 10;
+  Node& newcomer = *nodes_[s_.voters];
+  Raft& c = *l->core;
+  uint64_t id = next_cc_++;
+  Status st;
+  if (s_.swap_in) {
+    PeerList peers = c.conf().peers;
+    peers.erase(peers.begin() + static_cast<ptrdiff_t>(rng_.below(peers.size())));
+    insert_sorted(peers, newcomer.peer);
+    st = c.change_peers(id, peers, now_);
+  } else {
+    st = c.add_peer(id, newcomer.peer, now_);
+  }
+  trace("catch-up: " + std::string(s_.swap_in ? "change_peers" : "add_peer") + " of node " +
+        std::to_string(newcomer.id) + " at log " + std::to_string(c.last_index()) + ": " +
+        code_name(st.code));
+  if (st.ok()) {
+    catchup_id_ = id;
+    catchup_leader_ = l->id;
+    if (!catchup_started_ms_) catchup_started_ms_ = now_;
+    result_.catchup_entries = c.last_index();
+  }
+  drain(*l);
+}
+
 void World::client_ops() {
-  // Clients talk to random replicas: leaders, stale leaders and followers alike.
-  if (rng_.chance(s_.p_propose)) {
+  // Clients talk to random replicas: leaders, stale leaders and followers alike. In the
+  // catch-up profile the load writes before healing, and nobody writes while the newcomer
+  // catches up (a write would show the leader the newcomer's log by itself).
+  bool catchup = s_.bulk > 0;
+  if ((!catchup || catchup_done_ms_) && rng_.chance(s_.p_propose)) {
     Node& n = *nodes_[rng_.below(static_cast<uint64_t>(s_.nodes))];
     if (n.alive) {
       uint64_t op = next_op_++;
@@ -867,11 +1012,24 @@ Result World::run() {
     now_ = at;
     if (now_ >= next_ms) {  // once per virtual millisecond: faults and clients
       next_ms = now_ + 1;
-      if (!healed_ && now_ >= heal_at) {
+      bool loaded = false;
+      if (s_.bulk && !healed_) {
+        Node* l = find_leader();
+        loaded = l && l->core->commit_index() >= s_.log_target;
+      }
+      if (!healed_ && (now_ >= heal_at || loaded)) {
+        heal_at = now_;
+        deadline = now_ + bound;
+        if (s_.bulk) {  // the newcomer fetches the whole log (or a snapshot and the rest)
+          uint64_t per_batch = s_.disk_max_ms + 2 * s_.max_delay_ms + 1;
+          deadline += s_.log_target * per_batch / s_.max_entries_per_rpc;
+        }
         heal();
         acked_before_heal = result_.acked_writes;
       }
       if (!healed_) inject_faults();
+      if (s_.bulk && !healed_) bulk_load();
+      if (s_.bulk && healed_) start_catchup();
       client_ops();
       if (healed_ && result_.acked_writes > acked_before_heal && !liveness_op_index) {
         liveness_op_index = max_acked_;
@@ -895,6 +1053,7 @@ Result World::run() {
         // ... and every read issued between healing and that write must have been answered.
         for (const auto& [ctx, r] : reads_)
           if (r.started_ms >= heal_at && r.started_ms <= liveness_op_ms) all = false;
+        if (s_.bulk && !catchup_done_ms_) all = false;
         if (all) break;
       }
       if (now_ >= deadline) {
@@ -913,6 +1072,9 @@ Result World::run() {
           if (r.started_ms >= heal_at)
             trace("unanswered read " + std::to_string(ctx) + " at node " + std::to_string(r.node) +
                   " since t=" + std::to_string(r.started_ms));
+        if (s_.bulk && !catchup_done_ms_)
+          fail("catch-up: the newcomer's " + std::string(s_.swap_in ? "change_peers" : "add_peer") +
+               " did not complete within " + std::to_string(deadline - heal_at) + " ms of healing");
         fail(liveness_op_index
                  ? "liveness: members did not all apply index " +
                        std::to_string(liveness_op_index) + " (or a read went unanswered) within " +
@@ -932,7 +1094,17 @@ Result World::run() {
           if constexpr (std::is_same_v<T, MsgEvent>) {
             int from = index_of(ev.env.from), to = index_of(ev.env.to);
             Node& n = *nodes_[to];
-            if (!n.alive || (from >= 0 && !links_[from][to])) return;
+            if (from >= 0 && !links_[from][to]) return;
+            if (!n.alive) {  // connection refused
+              if (s_.transport_failures && from >= 0 && is_request(ev.env.payload))
+                schedule(now_ + rng_.range(0, 2), RpcFailedEvent{from, n.peer, ev.env.rpc_id});
+              return;
+            }
+            if (from >= 0 && is_request(ev.env.payload)) {
+              auto& open = unanswered_[to];
+              if (open.size() > 4096) open.erase(open.begin(), open.begin() + 2048);
+              open.emplace_back(from, ev.env.rpc_id);
+            }
             if (trace_) trace(describe(ev.env));
             n.core->step(ev.env, now_);
             drain(n);
@@ -955,6 +1127,11 @@ Result World::run() {
             if (!n.alive || n.epoch != ev.epoch) return;
             trace("node " + std::to_string(n.id) + " told " + ev.peer.to_string() + " is down");
             n.core->peer_unreachable(ev.peer, now_);
+            drain(n);
+          } else if constexpr (std::is_same_v<T, RpcFailedEvent>) {
+            Node& n = *nodes_[ev.node];
+            if (!n.alive) return;
+            n.core->rpc_failed(ev.peer, ev.rpc_id, now_);
             drain(n);
           }
         },

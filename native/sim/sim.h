@@ -55,6 +55,17 @@ struct Scenario {
   // probability, and wrong hints (about live peers) arrive at this rate.
   double p_down_hint = 0.0, p_false_hint = 0.0;
   bool notify_commit = false;  // Options::notify_commit
+  // Catch-up profile: the leader takes `bulk` proposals a millisecond until the log holds
+  // `log_target` entries (followers crash, restart and install snapshots meanwhile); after
+  // healing, with no client writes, the leader adds a replica started with an empty
+  // configuration (or swaps one in with change_peers), which must succeed.
+  uint32_t bulk = 0;
+  uint64_t log_target = 0;
+  bool swap_in = false;           // change_peers(one voter out, the newcomer in)
+  uint64_t max_uncommitted = 64;  // Options::max_uncommitted_entries
+  // Requests to a crashed replica fail in transport (connection refused or closed) and the
+  // sender is told (Raft::rpc_failed), as the runtime's channels do.
+  bool transport_failures = false;
   double p_propose = 0.3, p_read = 0.2;
   uint64_t chaos_ms = 4000;        // faults happen in [0, chaos_ms)
   uint64_t liveness_bound_ms = 0;  // after healing; 0: derived from timeouts and latencies
@@ -77,6 +88,8 @@ struct Result {
   uint64_t crashes = 0;
   uint64_t snapshots_installed = 0;
   uint64_t conf_changes_ok = 0;
+  uint64_t catchup_ms = 0;       // catch-up profile: the newcomer's change took this long
+  uint64_t catchup_entries = 0;  // and the log it joined was this long
   uint64_t transfers = 0;
   uint64_t dropped_invalid = 0;  // messages the cores dropped as invalid or stale
 };

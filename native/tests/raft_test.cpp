@@ -1611,6 +1611,80 @@ TEST(RaftMembership, AddPeerFailsIfTheNewPeerCannotCatchUp) {
   EXPECT_TRUE(c.raft(0).add_peer(43, P(3), c.now).ok()) << "a failed change must not block";
 }
 
+// Found with braft_cli add_peer after ~14,000 entries: with no entry waiting, the leader
+// sent the new peer only heartbeats (anchored at match 0, so they succeed) and never
+// learned that its log was empty; catch-up "succeeded" at match 0 within the margin or
+// failed beyond it. An idle peer of unknown log is now probed at next - 1.
+TEST(RaftMembership, AddPeerAfterALongLogProbesTheNewPeerAndCatchesItUp) {
+  Cluster c(3, [](Options& o) { o.catchup_margin = 10; });
+  c.start(3, Boot{});  // started with an empty configuration
+  ASSERT_TRUE(c.elect(0));
+  for (int k = 0; k < 200; ++k) ASSERT_TRUE(c.propose(0, "e" + std::to_string(k)).status.ok());
+  c.deliver();
+  c.heartbeat(0);
+  ASSERT_EQ(c.raft(0).commit_index(), 201u);
+
+  ASSERT_TRUE(c.raft(0).add_peer(42, P(3), c.now).ok());
+  c.pump(0);
+  c.run_for(kT / 2);
+  ASSERT_EQ(c.node(0).conf_changes.size(), 1u);
+  const auto& r = c.node(0).conf_changes[0];
+  EXPECT_TRUE(r.status.ok()) << r.status.message;
+  EXPECT_EQ(c.raft(0).conf(), Conf({0, 1, 2, 3}));
+  EXPECT_EQ(c.raft(3).last_index(), c.raft(0).last_index());
+  EXPECT_EQ(PeerOf(c.raft(0), 3).match_index, c.raft(0).last_index());
+  EXPECT_GE(c.count_sent(And(To(3), IsAppendWithEntries)), 1u);
+}
+
+// braft re-arms the catch-up wait while the new peer advances: only a peer that made no
+// progress for catchup_timeout_ms fails the change, and the error says how far it got.
+TEST(RaftMembership, CatchUpThatKeepsProgressingOutlivesTheTimeout) {
+  Cluster c(3, [](Options& o) {
+    o.catchup_margin = 0;
+    o.max_entries_per_rpc = 1;
+    o.max_inflight_appends = 1;
+  });
+  c.start(3, Boot{});
+  ASSERT_TRUE(c.elect(0));
+  for (int k = 0; k < 30; ++k) ASSERT_TRUE(c.propose(0, "e" + std::to_string(k)).status.ok());
+  c.deliver();
+  c.heartbeat(0);
+  ASSERT_TRUE(c.raft(0).add_peer(42, P(3), c.now).ok());
+  c.pump(0);
+  // One entry reaches the new peer every T/4: the whole catch-up takes about 8 T.
+  auto to3 = And(To(3), IsAppendWithEntries);
+  for (int round = 0; round < 80 && c.node(0).conf_changes.empty(); ++round) {
+    c.now += kT / 4;
+    for (int i = 0; i < 4; ++i) c.tick(i);
+    c.deliver(Not(to3));
+    c.deliver_one(to3);
+    c.deliver(Not(to3));
+  }
+  ASSERT_EQ(c.node(0).conf_changes.size(), 1u);
+  EXPECT_TRUE(c.node(0).conf_changes[0].status.ok()) << c.node(0).conf_changes[0].status.message;
+  EXPECT_GT(c.now, 4 * kT) << "the catch-up did outlast the timeout";
+  EXPECT_EQ(c.raft(0).conf(), Conf({0, 1, 2, 3}));
+}
+
+TEST(RaftMembership, CatchUpWithoutProgressFailsSayingHowFarItGot) {
+  Cluster c(3, [](Options& o) { o.catchup_margin = 0; });
+  c.start(3, Boot{});
+  ASSERT_TRUE(c.elect(0));
+  for (int k = 0; k < 30; ++k) ASSERT_TRUE(c.propose(0, "e" + std::to_string(k)).status.ok());
+  c.deliver();
+  c.heartbeat(0);
+  ASSERT_TRUE(c.raft(0).add_peer(42, P(3), c.now).ok());
+  c.pump(0);
+  c.cut = And(To(3), IsAppendWithEntries);  // it answers, but no entry reaches it
+  c.run_for(kT + 2 * kTick);
+  ASSERT_EQ(c.node(0).conf_changes.size(), 1u);
+  const auto& st = c.node(0).conf_changes[0].status;
+  EXPECT_EQ(st.code, Code::CatchupFailed);
+  EXPECT_NE(st.message.find("127.0.0.1:8103:0"), std::string::npos) << st.message;
+  EXPECT_NE(st.message.find("match index 0 of 31"), std::string::npos) << st.message;
+  EXPECT_EQ(c.raft(0).conf(), Conf({0, 1, 2}));
+}
+
 TEST(RaftMembership, ChangingTwoPeersGoesThroughAJointConfiguration) {
   Cluster c(4, {}, Conf({0, 1, 2}));  // P(3) runs but is not a member yet
   ASSERT_TRUE(c.elect(0));
@@ -1882,6 +1956,51 @@ TEST(RaftSnapshot, LaggingFollowerGetsASnapshotAndIsAnsweredOnlyAfterInstalling)
   c.heartbeat(0);  // followers learn the new commit index
   EXPECT_EQ(c.raft(2).applied_index(), r.index);
   EXPECT_EQ(c.node(2).applied.back().index, r.index);
+}
+
+// Found with a follower killed while the leader compacted: the InstallSnapshot to the dead
+// replica failed at once in transport, the runtime dropped the failure, and the leader
+// waited install_snapshot_timeout (10 T) before sending it again, long after the follower
+// was back. A transport failure now retries after a heartbeat interval.
+TEST(RaftSnapshot, InstallSnapshotThatFailsInTransportIsRetriedWithinAHeartbeat) {
+  Cluster c(3);
+  ASSERT_TRUE(c.elect(0));
+  c.heartbeat(0);
+  c.cut = [](const Envelope& e) { return Involves(e, 2); };
+  for (int k = 0; k < 5; ++k) ASSERT_TRUE(c.propose(0, "e" + std::to_string(k)).status.ok());
+  c.deliver();
+  auto meta = c.raft(0).snapshot_meta_at(6);
+  ASSERT_TRUE(meta.has_value());
+  c.raft(0).snapshot_taken(*meta);
+  c.pump(0);
+  c.run_for(kT + kHeartbeat, {0});  // the InstallSnapshot is lost on the way
+  auto is_install = And(To(2), OfType<InstallSnapshotRequest>());
+  ASSERT_EQ(c.count_sent(is_install), 1u);
+  auto sent = std::find_if(c.sent.begin(), c.sent.end(), is_install);
+
+  c.raft(0).rpc_failed(P(2), sent->rpc_id, c.now);  // e.g. connection refused
+  c.pump(0);
+  c.run_for(2 * kHeartbeat, {0});
+  EXPECT_EQ(c.count_sent(is_install), 2u) << "sent again within two heartbeats, not after 10 T";
+}
+
+TEST(RaftReplication, AnAppendThatFailsInTransportIsResentFromTheMatch) {
+  Cluster c(3);
+  ASSERT_TRUE(c.elect(0));
+  c.heartbeat(0);
+  c.take(To(2));
+  c.cut = [](const Envelope& e) { return Involves(e, 2); };
+  ASSERT_TRUE(c.propose(0, "a").status.ok());
+  auto lost = c.take(And(To(2), IsAppendWithEntries));
+  ASSERT_EQ(lost.size(), 1u);
+  c.deliver();
+  c.raft(0).rpc_failed(P(2), lost[0].rpc_id, c.now);
+  c.pump(0);
+  EXPECT_EQ(c.count(And(To(2), IsAppendWithEntries)), 0u) << "paused for a heartbeat";
+  c.cut = nullptr;
+  c.run_for(2 * kHeartbeat, {0});
+  c.deliver();
+  EXPECT_EQ(PeerOf(c.raft(0), 2).match_index, c.raft(0).last_index()) << "well before T";
 }
 
 struct InstallCase {
