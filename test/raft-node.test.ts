@@ -1,7 +1,7 @@
 // RaftNode in one process: a JavaScript state machine on the native engine.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -265,6 +265,27 @@ describe('RaftNode (one process)', function () {
     await until('newcomer caught up', () => sms[3]!.value === 200);
     assert.equal(fourth.status().configuration.peers.length, 4);
     assert.equal(await fourth.propose(inc(1)), 201);
+  });
+
+  it("connects out from each replica's own ip (127.0.0.2-4), not the host's first address", async () => {
+    const ips = ['127.0.0.2', '127.0.0.3', '127.0.0.4'];
+    const port = base + 68;
+    const config = ips.map((ip) => `${ip}:${port}:0`).join(',');
+    nodes = ips.map((ip, i) => new RaftNode<number>({
+      group: 'g', config, ip, port, dir: join(dir, `ip${i}`), stateMachine: new Counter(), electionTimeoutMs: 300,
+    }));
+    await Promise.all(nodes.map((n) => n.start()));
+    await until('leader', () => leaderOf(nodes) !== undefined);
+    await leaderOf(nodes)!.propose(inc(1));
+    await nodes.find((n) => !n.isLeader)!.propose(inc(1)); // forwarded: another channel
+    // Established connections to our port, from /proc/net/tcp (addresses in hex, little-endian).
+    const hexIp = (h: string) => [3, 2, 1, 0].map((k) => parseInt(h.slice(2 * k, 2 * k + 2), 16)).join('.');
+    const sources = readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)
+      .map((line) => line.trim().split(/\s+/))
+      .filter((f) => f.length > 3 && f[3] === '01' && parseInt(f[1]!.split(':')[1]!, 16) === port)
+      .map((f) => hexIp(f[2]!.split(':')[0]!));
+    assert.ok(sources.length >= 2, 'replicas are connected');
+    for (const ip of sources) assert.ok(ips.includes(ip), `a connection to a replica came from ${ip}`);
   });
 
   it('compacts, sends a snapshot to a replica that was away, and restarts from its own', async () => {
