@@ -18,6 +18,10 @@ enum class Mutant : int {
   AckBeforeDurable,           // a follower acknowledges entries before they are durable
   NoProbeIdlePeer,            // a peer whose log is unknown gets heartbeats only, no probe
   StalledInstallNotRetried,   // a lost or failed InstallSnapshot is never sent again
+  // In runtime code that the simulator runs (native/runtime/snapshot_transfer.cpp):
+  ChunkOffsetOffByOne,      // a snapshot copy asks for each next chunk one byte too far
+  InstallAckBeforeDurable,  // the core adopts (and acknowledges) a copied snapshot before it is
+                            // published
   Count
 };
 

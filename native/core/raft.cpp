@@ -38,6 +38,10 @@ const char* mutant_name(Mutant m) {
       return "no-probe-idle-peer";
     case Mutant::StalledInstallNotRetried:
       return "stalled-install-not-retried";
+    case Mutant::ChunkOffsetOffByOne:
+      return "chunk-offset-off-by-one";
+    case Mutant::InstallAckBeforeDurable:
+      return "install-ack-before-durable";
     case Mutant::Count:
       break;
   }

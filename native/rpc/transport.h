@@ -19,16 +19,9 @@
 #include <string>
 
 #include "frame.h"
+#include "rpc_codes.h"
 
 namespace raftstore::rpc {
-
-// brpc error codes used by the transport (braft-protocol.md §1.4).
-constexpr int32_t kERPCTIMEDOUT = 1008;
-constexpr int32_t kEFAILEDSOCKET = 1009;
-constexpr int32_t kEHOSTDOWN = 112;
-constexpr int32_t kENOSERVICE = 1001;
-constexpr int32_t kENOMETHOD = 1002;
-constexpr int32_t kEREQUEST = 1003;
 
 struct ServerStats {
   std::atomic<uint64_t> connections{0};

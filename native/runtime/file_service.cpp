@@ -12,33 +12,74 @@ namespace raftstore::runtime {
 
 namespace {
 
-constexpr int32_t kEPERM = 1;
-constexpr int32_t kEIO = 5;
-constexpr int32_t kEAGAIN = 11;
-constexpr int64_t kMaxReplyBytes = 4 << 20;  // whatever count a reader asks for
-constexpr size_t kSegmentHeader = 12;
-
-void put_be(std::string& out, uint64_t v, int bytes) {
-  for (int i = bytes - 1; i >= 0; --i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-uint64_t get_be(const char* p, int bytes) {
-  uint64_t v = 0;
-  for (int i = 0; i < bytes; ++i) v = (v << 8) | static_cast<uint8_t>(p[i]);
-  return v;
-}
-
-FileReply refuse(int32_t code, std::string text) {
-  FileReply r;
-  r.error_code = code;
-  r.error_text = std::move(text);
-  return r;
-}
-
 storage::Status copy_error(std::string what) {
   return storage::Status{storage::Code::Io, "snapshot copy: " + std::move(what)};
 }
 
+// A published snapshot's files, read with pread; a file removed since (a newer snapshot
+// replaced this one) cannot be read.
+class DirSource : public SnapshotSource {
+ public:
+  explicit DirSource(std::string dir) : dir_(std::move(dir)) {}
+  bool read(const std::string& name, uint64_t offset, uint64_t count, std::string* out,
+            uint64_t* size) override {
+    std::string path = dir_ + "/" + name;
+    storage::Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    struct stat st {};
+    if (!fd || ::fstat(fd.get(), &st) != 0) return false;
+    *size = static_cast<uint64_t>(st.st_size);
+    uint64_t want = offset >= *size ? 0 : std::min(count, *size - offset);
+    out->resize(want);
+    size_t got = 0;
+    while (got < want) {
+      ssize_t n =
+          ::pread(fd.get(), out->data() + got, want - got, static_cast<off_t>(offset + got));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return false;
+      got += static_cast<size_t>(n);
+    }
+    return true;
+  }
+
+ private:
+  std::string dir_;
+};
+
 }  // namespace
+
+// The copied files, in the (empty) temp directory the snapshot will be published from.
+class SnapshotCopier::Files : public SnapshotSink {
+ public:
+  explicit Files(std::string dir) : dir_(std::move(dir)) {}
+  storage::Status create(const std::string& name) override {
+    std::string path = dir_ + "/" + name;
+    out_ = storage::Fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    return out_ ? storage::Status{} : storage::os_error("create " + path);
+  }
+  storage::Status write(uint64_t offset, std::string_view bytes) override {
+    for (size_t done = 0; done < bytes.size();) {
+      ssize_t n = ::pwrite(out_.get(), bytes.data() + done, bytes.size() - done,
+                           static_cast<off_t>(offset + done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return storage::os_error("write in " + dir_);
+      done += static_cast<size_t>(n);
+    }
+    return {};
+  }
+  storage::Status close() override {
+    out_ = storage::Fd();
+    return {};
+  }
+  storage::Status verify(const storage::SnapshotInfo& info) override {
+    storage::SnapshotInfo here = info;
+    here.path = dir_;
+    return storage::SnapshotStore::verify(here);
+  }
+
+ private:
+  std::string dir_;
+  storage::Fd out_;
+};
 
 std::string format_snapshot_uri(const core::PeerId& leader, int64_t reader_id) {
   std::string id = leader.to_string();  // ip:port:idx[:role]
@@ -72,60 +113,21 @@ std::optional<SnapshotUri> parse_snapshot_uri(const std::string& uri) {
 
 FileReply read_snapshot_file(const storage::SnapshotInfo& snapshot,
                              const braft::GetFileRequest& request) {
-  if (request.count() <= 0 || request.offset() < 0)
-    return refuse(rpc::kEREQUEST, "Invalid request: count and offset must be positive");
-  const std::string& name = request.filename();
-  uint64_t offset = static_cast<uint64_t>(request.offset());
-  uint64_t count = static_cast<uint64_t>(std::min(request.count(), kMaxReplyBytes));
-  std::string data;
-  bool eof = false;
-  if (name == storage::kSnapshotMetaFile) {
-    std::string meta = storage::encode_snapshot_info(snapshot.meta, snapshot.files);
-    uint64_t from = std::min<uint64_t>(offset, meta.size());
-    data = meta.substr(from, count);
-    eof = from + data.size() >= meta.size();
-  } else {
-    bool listed = std::any_of(snapshot.files.begin(), snapshot.files.end(),
-                              [&](const storage::SnapshotFile& f) { return f.name == name; });
-    if (!listed) return refuse(kEPERM, "File=" + name + " is not in the snapshot");
-    std::string path = snapshot.path + "/" + name;
-    storage::Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    struct stat st {};
-    if (!fd || ::fstat(fd.get(), &st) != 0)
-      return refuse(kEIO, "Fail to open " + path);  // replaced by a newer snapshot
-    uint64_t size = static_cast<uint64_t>(st.st_size);
-    uint64_t want = offset >= size ? 0 : std::min(count, size - offset);
-    data.resize(want);
-    size_t got = 0;
-    while (got < want) {
-      ssize_t n =
-          ::pread(fd.get(), data.data() + got, want - got, static_cast<off_t>(offset + got));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return refuse(kEIO, "Fail to read " + path);
-      got += static_cast<size_t>(n);
-    }
-    eof = offset + want >= size;
-  }
-  FileReply r;
-  r.response.set_eof(eof);
-  r.response.set_read_size(static_cast<int64_t>(data.size()));
-  if (!data.empty()) {
-    put_be(r.attachment, offset, 8);
-    put_be(r.attachment, data.size(), 4);
-    r.attachment += data;
-  }
-  return r;
+  DirSource source(snapshot.path);
+  return serve_get_file(snapshot, request, source);
 }
 
 // --- SnapshotCopier ----------------------------------------------------------------------
 
 SnapshotCopier::SnapshotCopier(Key, asio::io_context& io, std::string dir,
                                core::SnapshotMeta expect, uint32_t call_timeout_ms, Done done)
-    : dir_(std::move(dir)),
-      expect_(std::move(expect)),
-      call_timeout_ms_(call_timeout_ms),
+    : call_timeout_ms_(call_timeout_ms),
       done_(std::move(done)),
-      retry_timer_(io) {}
+      retry_timer_(io),
+      files_(std::make_unique<Files>(std::move(dir))),
+      fetch_(std::make_unique<SnapshotFetch>(std::move(expect), 0)) {}
+
+SnapshotCopier::~SnapshotCopier() = default;
 
 std::shared_ptr<SnapshotCopier> SnapshotCopier::start(asio::io_context& io, const std::string& uri,
                                                       std::string dir,
@@ -139,10 +141,9 @@ std::shared_ptr<SnapshotCopier> SnapshotCopier::start(asio::io_context& io, cons
     asio::post(io, [c, uri] { c->finish(copy_error("malformed uri " + uri)); });
     return c;
   }
-  c->reader_id_ = where->reader_id;
+  c->fetch_ = std::make_unique<SnapshotFetch>(expect, where->reader_id);
   c->channel_ = rpc::Channel::create(io, where->at, channel);
-  // The meta first, whole (braft asks for UINT_MAX bytes and accepts a partial answer).
-  c->fetch(storage::kSnapshotMetaFile, 0, 0xffffffffLL);
+  c->call();
   return c;
 }
 
@@ -152,100 +153,41 @@ void SnapshotCopier::cancel() {
   if (channel_) channel_->close();
 }
 
-void SnapshotCopier::fetch(const std::string& name, int64_t offset, int64_t count) {
-  braft::GetFileRequest req;
-  req.set_reader_id(reader_id_);
-  req.set_filename(name);
-  req.set_count(count);
-  req.set_offset(offset);
-  req.set_read_partly(true);
-  channel_->call("braft.FileService", "get_file", req.SerializeAsString(), "", call_timeout_ms_,
-                 [self = shared_from_this(), name, offset](int32_t code, const std::string& text,
-                                                           rpc::Frame frame) {
-                   self->on_chunk(name, offset, code, text, frame);
-                 });
+void SnapshotCopier::call() {
+  channel_->call(
+      "braft.FileService", "get_file", fetch_->request().SerializeAsString(), "", call_timeout_ms_,
+      [self = shared_from_this()](int32_t code, const std::string& text, rpc::Frame frame) {
+        self->on_reply(code, text, frame);
+      });
 }
 
-void SnapshotCopier::on_chunk(const std::string& name, int64_t offset, int32_t code,
-                              const std::string& text, const rpc::Frame& frame) {
+void SnapshotCopier::on_reply(int32_t code, const std::string& text, const rpc::Frame& frame) {
   if (!done_) return;  // cancelled
-  if (code != 0) return finish(copy_error("get_file " + name + ": " + text));
   const auto& meta = frame.meta.response();
-  if (meta.error_code() == kEAGAIN) {  // throttled: ask again, as braft does
+  bool again = fetch_->on_reply(code, text, meta.error_code(), meta.error_text(), frame.payload,
+                                frame.attachment, *files_);
+  if (again) {
     retry_timer_.expires_after(std::chrono::milliseconds(100));
-    int64_t count = name == storage::kSnapshotMetaFile ? 0xffffffffLL : kMaxChunkBytes;
-    retry_timer_.async_wait([self = shared_from_this(), name, offset, count](std::error_code ec) {
-      if (!ec && self->done_) self->fetch(name, offset, count);
+    retry_timer_.async_wait([self = shared_from_this()](std::error_code ec) {
+      if (!ec && self->done_) self->call();
     });
     return;
   }
-  if (meta.error_code() != 0)
-    return finish(copy_error("get_file " + name + ": [E" + std::to_string(meta.error_code()) + "]" +
-                             meta.error_text()));
-  braft::GetFileResponse resp;
-  if (!resp.ParseFromString(frame.payload))
-    return finish(copy_error("malformed GetFileResponse for " + name));
-  // The attachment: segments of [offset u64][len u32][bytes].
-  const std::string& a = frame.attachment;
-  int64_t received = 0;
-  for (size_t at = 0; at < a.size();) {
-    if (a.size() - at < kSegmentHeader) return finish(copy_error("truncated chunk of " + name));
-    uint64_t seg_offset = get_be(a.data() + at, 8);
-    uint64_t len = get_be(a.data() + at + 8, 4);
-    at += kSegmentHeader;
-    if (len > a.size() - at) return finish(copy_error("truncated chunk of " + name));
-    const char* bytes = a.data() + at;
-    at += len;
-    received += static_cast<int64_t>(len);
-    if (name == storage::kSnapshotMetaFile) {
-      if (seg_offset != meta_bytes_.size())
-        return finish(copy_error("out-of-order chunk of " + name));
-      meta_bytes_.append(bytes, len);
-      continue;
-    }
-    for (size_t done = 0; done < len;) {
-      ssize_t n =
-          ::pwrite(out_.get(), bytes + done, len - done, static_cast<off_t>(seg_offset + done));
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return finish(storage::os_error("write " + dir_ + "/" + name));
-      done += static_cast<size_t>(n);
-    }
+  switch (fetch_->state()) {
+    case SnapshotFetch::State::Fetching:
+      return call();
+    case SnapshotFetch::State::Done:
+      return finish({});
+    case SnapshotFetch::State::Failed:
+      return finish(fetch_->error());
   }
-  int64_t advanced = resp.has_read_size() ? resp.read_size() : received;
-  if (!resp.eof()) {
-    if (advanced <= 0) return finish(copy_error("no progress reading " + name));
-    int64_t count = name == storage::kSnapshotMetaFile ? 0xffffffffLL : kMaxChunkBytes;
-    return fetch(name, offset + advanced, count);
-  }
-  if (name == storage::kSnapshotMetaFile) {
-    if (!storage::decode_snapshot_info(meta_bytes_, &remote_))
-      return finish(copy_error("malformed " + name));
-    if (remote_.meta.last_included_index != expect_.last_included_index ||
-        remote_.meta.last_included_term != expect_.last_included_term)
-      return finish(copy_error("the leader's snapshot is not the one announced"));
-  } else {
-    out_ = storage::Fd();
-    ++file_;
-  }
-  next_file();
-}
-
-void SnapshotCopier::next_file() {
-  if (file_ == remote_.files.size()) {
-    remote_.path = dir_;
-    return finish(storage::SnapshotStore::verify(remote_));
-  }
-  std::string path = dir_ + "/" + remote_.files[file_].name;
-  out_ = storage::Fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  if (!out_) return finish(storage::os_error("create " + path));
-  fetch(remote_.files[file_].name, 0, kMaxChunkBytes);
 }
 
 void SnapshotCopier::finish(storage::Status st) {
   auto done = std::move(done_);
   done_ = nullptr;
   retry_timer_.cancel();
-  out_ = storage::Fd();
+  files_->close();
   if (channel_) channel_->close();
   if (done) done(st);
 }

@@ -632,6 +632,7 @@ void Node::start_install(const core::SnapshotInstall& install) {
     return;
   }
   snapshot_op_ = SnapshotOp::Installing;
+  install_order_ = InstallOrder{};
   rpc::ChannelOptions from_self;
   from_self.bind_address = asio::ip::address_v4(opt_.self.ip);
   // Each chunk gets an election timeout (at least 500 ms): a stalled copy fails and is
@@ -644,17 +645,36 @@ void Node::start_install(const core::SnapshotInstall& install) {
         auto self = weak.lock();
         if (!self || self->failed_) return;
         self->copier_.reset();
-        if (!st.ok()) {
-          self->core_->snapshot_installed(meta, false);
-          self->finish_snapshot(st);
-          return self->drain();
-        }
-        Write w;
-        w.publish = meta;
-        w.installed = true;
-        self->queue_write(std::move(w));
+        self->install_order_.copied(st.ok());
+        self->advance_install(meta, st);
       },
       from_self);
+}
+
+// Does what the install order says next (snapshot_transfer.h): publish what was copied,
+// then let the core adopt it and load it, or give up.
+void Node::advance_install(const core::SnapshotMeta& meta, const storage::Status& st) {
+  switch (install_order_.step()) {
+    case InstallOrder::Step::Copy:
+      return;
+    case InstallOrder::Step::Publish: {
+      Write w;
+      w.publish = meta;
+      w.installed = true;
+      return queue_write(std::move(w));
+    }
+    case InstallOrder::Step::Adopt:
+      if (!adopt_install(meta)) return;  // the replica stopped
+      install_order_.adopted();
+      return advance_install(meta, st);
+    case InstallOrder::Step::Fail:
+      core_->snapshot_installed(meta, false);
+      finish_snapshot(st);
+      return drain();
+    case InstallOrder::Step::Done:
+      finish_snapshot({});
+      return drain();
+  }
 }
 
 void Node::snapshot_published(const Write& w) {
@@ -668,35 +688,39 @@ void Node::snapshot_published(const Write& w) {
     if (st.ok()) core_->snapshot_taken(meta);  // the log below it may go now
     return finish_snapshot(st);
   }
-  if (!st.ok()) {
-    core_->snapshot_installed(meta, false);
-    return finish_snapshot(st);
-  }
+  install_order_.published(st.ok());
+  advance_install(meta, st);
+}
+
+// The copied snapshot is durable: the core adopts it unless its commit index passed it.
+// False if the state machine could not load it (the replica stops).
+bool Node::adopt_install(const core::SnapshotMeta& meta) {
   uint64_t applied_before = core_->applied_index();
-  if (core_->snapshot_installed(meta, true)) {
-    if (auto loaded = sm_.load(published_->path); !loaded.ok())
-      return fail("state machine could not load snapshot " + published_->path + ": " +
-                  loaded.message);
-    // Our proposals the snapshot covers: whether they made it is unknown here.
-    for (auto it = proposals_.begin();
-         it != proposals_.end() && it->first <= meta.last_included_index;) {
-      it->second.second({core::Code::LeaderChanged, "replaced by a snapshot"}, it->first);
-      it = proposals_.erase(it);
-    }
-    skipped_.emplace_back(applied_before, meta.last_included_index);
-    for (auto it = forwarded_.begin();
-         it != forwarded_.end() && it->first <= meta.last_included_index;) {
-      it->second({core::Code::ResultUnknown,
-                  "committed at index " + std::to_string(it->first) +
-                      ", but this replica caught up past it by installing a snapshot"},
-                 it->first);
-      it = forwarded_.erase(it);
-    }
-    ++snapshots_installed_;
-  } else {
+  if (!core_->snapshot_installed(meta, true)) {
     core_->snapshot_taken(meta);  // committed here already; it serves as our own snapshot
+    return true;
   }
-  finish_snapshot({});
+  if (auto loaded = sm_.load(published_->path); !loaded.ok()) {
+    fail("state machine could not load snapshot " + published_->path + ": " + loaded.message);
+    return false;
+  }
+  // Our proposals the snapshot covers: whether they made it is unknown here.
+  for (auto it = proposals_.begin();
+       it != proposals_.end() && it->first <= meta.last_included_index;) {
+    it->second.second({core::Code::LeaderChanged, "replaced by a snapshot"}, it->first);
+    it = proposals_.erase(it);
+  }
+  skipped_.emplace_back(applied_before, meta.last_included_index);
+  for (auto it = forwarded_.begin();
+       it != forwarded_.end() && it->first <= meta.last_included_index;) {
+    it->second({core::Code::ResultUnknown,
+                "committed at index " + std::to_string(it->first) +
+                    ", but this replica caught up past it by installing a snapshot"},
+               it->first);
+    it = forwarded_.erase(it);
+  }
+  ++snapshots_installed_;
+  return true;
 }
 
 void Node::finish_snapshot(const storage::Status& st) {

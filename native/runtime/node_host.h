@@ -185,6 +185,8 @@ class Node : public std::enable_shared_from_this<Node> {
   void snapshot_saved(storage::Status st, const core::SnapshotMeta& meta);
   void start_install(const core::SnapshotInstall& install);
   void snapshot_published(const Write& w);
+  void advance_install(const core::SnapshotMeta& meta, const storage::Status& st);
+  bool adopt_install(const core::SnapshotMeta& meta);
   void finish_snapshot(const storage::Status& st);
   // CliService on this node (host thread). `done` gets the old and new configuration.
   using CliDone = std::function<void(const core::ConfChangeResult&)>;
@@ -225,6 +227,7 @@ class Node : public std::enable_shared_from_this<Node> {
   std::vector<std::function<void(storage::Status)>> snapshot_waiters_;
   std::optional<core::SnapshotInstall> pending_install_;  // arrived while saving
   std::shared_ptr<SnapshotCopier> copier_;
+  InstallOrder install_order_;
   std::optional<storage::SnapshotInfo> published_;  // what FileService serves
   std::atomic<uint64_t> published_index_{0};
   uint64_t next_snapshot_ms_ = 0;

@@ -13,6 +13,8 @@
 #include <vector>
 
 #include "raft.h"
+#include "rpc_codes.h"
+#include "snapshot_transfer.h"
 
 namespace raftstore::sim {
 
@@ -179,6 +181,10 @@ Scenario Scenario::from_seed(uint64_t seed) {
   // Also a stream of its own. Catch-up: a real log (10,000+ entries), then membership.
   Rng k(seed ^ 0xc47c40b5ULL);
   s.transport_failures = k.chance(0.5);
+  if (k.chance(0.6)) {  // snapshots of several chunks
+    s.chunk_bytes = static_cast<uint32_t>(k.range(256, 2048));
+    s.snapshot_bytes = static_cast<uint32_t>(k.range(16, 4 * s.chunk_bytes));
+  }
   if (k.chance(0.12)) {
     s.profile = "catchup";
     s.nodes = k.chance(0.5) ? 4 : 5;
@@ -233,8 +239,9 @@ std::string Scenario::describe() const {
     << " snapshot=" << p_snapshot << " membership=" << p_membership << " transfer=" << p_transfer
     << " down_hint=" << p_down_hint << " false_hint=" << p_false_hint
     << " notify_commit=" << notify_commit << " transport_failures=" << transport_failures
-    << " bulk=" << bulk << " log_target=" << log_target << " swap_in=" << swap_in
-    << " chaos_ms=" << chaos_ms << " mutant=" << mutant_name(mutant);
+    << " snapshot_bytes=" << snapshot_bytes << " chunk_bytes=" << chunk_bytes << " bulk=" << bulk
+    << " log_target=" << log_target << " swap_in=" << swap_in << " chaos_ms=" << chaos_ms
+    << " mutant=" << mutant_name(mutant);
   return o.str();
 }
 
@@ -251,13 +258,101 @@ struct DurableSnapshot {
   SnapshotMeta meta;
   SmState sm;
 };
+struct InstalledSnapshot {  // copied from a leader, being published
+  DurableSnapshot snap;
+  uint64_t install = 0;  // which install of the node's incarnation
+};
+
+// The state machine's snapshot as a file: its state, then filler up to the scenario's size.
+std::string snapshot_file(const SmState& sm, uint32_t size) {
+  std::string out(std::max<uint32_t>(size, 16), '\0');
+  for (int i = 0; i < 8; ++i) {
+    out[i] = static_cast<char>(sm.index >> (8 * i));
+    out[8 + i] = static_cast<char>(sm.hash >> (8 * i));
+  }
+  uint64_t x = sm.hash | 1;
+  for (size_t i = 16; i < out.size(); ++i) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    out[i] = static_cast<char>(x);
+  }
+  return out;
+}
+SmState decode_snapshot_file(const std::string& f) {
+  SmState sm;
+  for (int i = 0; i < 8 && f.size() >= 16; ++i) {
+    sm.index |= uint64_t{static_cast<uint8_t>(f[i])} << (8 * i);
+    sm.hash |= uint64_t{static_cast<uint8_t>(f[8 + i])} << (8 * i);
+  }
+  return sm;
+}
+storage::SnapshotInfo snapshot_info(const DurableSnapshot& d, uint32_t size) {
+  std::string f = snapshot_file(d.sm, size);
+  return {d.meta, {{"data", storage::crc32c(f.data(), f.size())}}, "sim"};
+}
+
+// A leader's published snapshot, served by the runtime's FileService code.
+class MemSource : public runtime::SnapshotSource {
+ public:
+  explicit MemSource(std::string file) : file_(std::move(file)) {}
+  bool read(const std::string&, uint64_t offset, uint64_t count, std::string* out,
+            uint64_t* size) override {
+    *size = file_.size();
+    *out = offset >= file_.size() ? "" : file_.substr(offset, count);
+    return true;
+  }
+
+ private:
+  std::string file_;
+};
+
+// Where a follower's copy goes: memory, checked as the runtime checks its files.
+class MemSink : public runtime::SnapshotSink {
+ public:
+  std::map<std::string, std::string> files;
+  std::string* open = nullptr;
+  bool fail_writes = false;  // a disk error
+  storage::Status create(const std::string& name) override {
+    open = &files[name];
+    open->clear();
+    return {};
+  }
+  storage::Status write(uint64_t offset, std::string_view bytes) override {
+    if (fail_writes) return {storage::Code::Io, "injected write error"};
+    if (open->size() < offset + bytes.size()) open->resize(offset + bytes.size());
+    open->replace(offset, bytes.size(), bytes);
+    return {};
+  }
+  storage::Status close() override {
+    open = nullptr;
+    return {};
+  }
+  storage::Status verify(const storage::SnapshotInfo& info) override {
+    for (const auto& f : info.files) {
+      auto it = files.find(f.name);
+      if (it == files.end() || storage::crc32c(it->second.data(), it->second.size()) != f.crc32c)
+        return {storage::Code::CorruptLog, f.name + ": checksum mismatch"};
+    }
+    return {};
+  }
+};
+
+// A follower's install in progress: the runtime's fetch and install order.
+struct Install {
+  uint64_t id = 0;
+  SnapshotInstall what;
+  int leader = -1;
+  std::unique_ptr<runtime::SnapshotFetch> fetch;
+  runtime::InstallOrder order;
+  MemSink sink;
+  DurableSnapshot copied;
+};
 
 struct Write {
   uint64_t id = 0;
   uint64_t done_at = 0;
   std::variant<std::pair<uint64_t, HardState>,  // meta: seq, state
                LogWrite, uint64_t /*compact before*/, SnapshotMeta /*log reset*/,
-               DurableSnapshot /*snapshot taken*/>
+               DurableSnapshot /*snapshot taken*/, InstalledSnapshot>
       op;
 };
 
@@ -278,6 +373,9 @@ struct Node {
   // state machine
   SmState sm;
   bool snapshot_in_progress = false;
+  std::map<int64_t, DurableSnapshot> readers;  // FileService readers lent to followers
+  std::unique_ptr<Install> install;
+  uint64_t next_install = 0;
   // clients
   std::map<uint64_t, std::pair<uint64_t, uint64_t>> pending;  // index -> (term, op id)
   Configuration initial_conf;
@@ -296,10 +394,19 @@ struct DiskEvent {
   uint64_t write_id;
   int queue;
 };
-struct InstallEvent {
+struct FileRequestEvent {  // a follower's get_file call reaches the leader
+  int node;                // the follower
+  uint64_t epoch;
+  uint64_t install;
+  int leader;
+  braft::GetFileRequest request;
+};
+struct FileReplyEvent {  // and its answer (or a transport failure) reaches the follower
   int node;
   uint64_t epoch;
-  SnapshotInstall install;
+  uint64_t install;
+  int32_t transport_code = 0;
+  runtime::FileReply reply;
 };
 struct CrashEvent {
   int node;
@@ -314,8 +421,8 @@ struct RpcFailedEvent {  // `node`'s request `rpc_id` to `peer` failed in transp
   PeerId peer;
   uint64_t rpc_id;
 };
-using Event = std::variant<MsgEvent, TickEvent, DiskEvent, InstallEvent, CrashEvent, HintEvent,
-                           RpcFailedEvent>;
+using Event = std::variant<MsgEvent, TickEvent, DiskEvent, FileRequestEvent, FileReplyEvent,
+                           CrashEvent, HintEvent, RpcFailedEvent>;
 
 struct Queued {
   uint64_t at;
@@ -408,7 +515,12 @@ class World {
   void persist(Node& n, decltype(Write::op) op, uint64_t latency);
   void on_disk(Node& n, int queue, uint64_t write_id);
   void apply(Node& n, const Entry& e);
-  void on_install(Node& n, const SnapshotInstall& inst);
+  void start_install(Node& n, const SnapshotInstall& inst);
+  void request_chunk(Node& n);
+  void on_file_request(const FileRequestEvent& ev);
+  void on_file_reply(Node& n, const FileReplyEvent& ev);
+  void advance_install(Node& n);
+  void published(Node& n, const DurableSnapshot& snap);
   void check_log(Node& n, const LogWrite& w);
   void check_leader(Node& n);
   void inject_faults();
@@ -445,7 +557,8 @@ class World {
       log_ids_;  // (i,t)->(hash, prev term)
   uint64_t max_acked_ = 0;
   std::map<uint64_t, ReadCheck> reads_;
-  std::map<std::string, DurableSnapshot> snapshot_store_;
+  // (receiver, rpc id) of an InstallSnapshot -> the index it carries.
+  std::map<std::pair<int, uint64_t>, uint64_t> install_rpcs_;
   std::vector<std::deque<Envelope>> history_;  // recent election messages sent to each node
   std::vector<uint64_t> last_commit_;
   // Requests each replica received and has not answered: (sender, rpc id). A crash fails
@@ -489,6 +602,8 @@ void World::crash(Node& n) {
   n.writes[1].clear();
   n.core.reset();
   n.pending.clear();
+  n.readers.clear();  // a process's readers die with it
+  n.install.reset();
   fail_requests_to(n);
   // Its connections close: the other replicas may hear of it at once (peer_unreachable).
   if (s_.p_down_hint > 0)
@@ -544,16 +659,30 @@ void World::on_disk(Node& n, int q, uint64_t write_id) {
           trace("node " + std::to_string(n.id) + " synced log reset");
           n.disk_log.clear();
         } else if constexpr (std::is_same_v<T, DurableSnapshot>) {
-          // An installed snapshot may have overtaken this one while it was being written.
-          if (!n.disk_snapshot ||
-              n.disk_snapshot->meta.last_included_index < op.meta.last_included_index)
-            n.disk_snapshot = op;
+          published(n, op);
           n.snapshot_in_progress = false;
           n.core->snapshot_taken(op.meta);
+        } else if constexpr (std::is_same_v<T, InstalledSnapshot>) {
+          published(n, op.snap);
+          if (n.install && n.install->id == op.install) {
+            n.install->order.published(true);
+            advance_install(n);
+          }
         }
       },
       w.op);
   drain(n);
+}
+
+// A snapshot reached the disk. An installed snapshot may have overtaken this one while it was
+// being written. Publishing removes older snapshot directories, and with them the readers
+// lent over them (a follower copying one then fails and is sent the new one).
+void World::published(Node& n, const DurableSnapshot& snap) {
+  if (!n.disk_snapshot || n.disk_snapshot->meta.last_included_index < snap.meta.last_included_index)
+    n.disk_snapshot = snap;
+  uint64_t kept = n.disk_snapshot->meta.last_included_index;
+  for (auto it = n.readers.begin(); it != n.readers.end();)
+    it = it->second.meta.last_included_index < kept ? n.readers.erase(it) : std::next(it);
 }
 
 bool is_request(const Payload& p) {
@@ -585,6 +714,19 @@ void World::send(Node& from, Envelope env) {
       fail("durability: node " + std::to_string(from.id) + " acknowledged index " +
            std::to_string(x) + " before it was on disk");
   }
+  if (auto* r = std::get_if<InstallSnapshotResponse>(&env.payload); r && r->success) {
+    // So does an InstallSnapshot acknowledgement: the snapshot (or the log up to it) is durable.
+    auto it = install_rpcs_.find({from.id, env.rpc_id});
+    if (it != install_rpcs_.end()) {
+      uint64_t x = it->second;
+      bool durable = from.disk_snapshot && x <= from.disk_snapshot->meta.last_included_index;
+      for (const auto& e : from.disk_log) durable = durable || e.index == x;
+      if (!durable)
+        fail("durability: node " + std::to_string(from.id) + " acknowledged snapshot " +
+             std::to_string(x) + " before it was on disk");
+      install_rpcs_.erase(it);
+    }
+  }
   if (auto* is = std::get_if<InstallSnapshotRequest>(&env.payload)) {
     // The "uri" names a reader over the sender's snapshot, as braft's FileService does.
     if (!from.disk_snapshot ||
@@ -592,8 +734,9 @@ void World::send(Node& from, Envelope env) {
       fail("leader sent a snapshot it does not hold");
       return;
     }
-    is->uri = "sim://" + std::to_string(from.id) + "/" + std::to_string(next_write_++);
-    snapshot_store_[is->uri] = *from.disk_snapshot;
+    int64_t reader = static_cast<int64_t>(next_write_++);
+    from.readers[reader] = *from.disk_snapshot;
+    is->uri = std::to_string(from.id) + "/" + std::to_string(reader);
   }
   if (auto* v = std::get_if<RequestVoteResponse>(&env.payload);
       v && v->granted && !v->pre_vote && !healed_ && rng_.chance(s_.p_crash_after_vote)) {
@@ -651,25 +794,122 @@ void World::apply(Node& n, const Entry& e) {
   }
 }
 
-void World::on_install(Node& n, const SnapshotInstall& inst) {
-  auto it = snapshot_store_.find(inst.uri);
-  bool ok = it != snapshot_store_.end() &&
-            it->second.meta.last_included_index == inst.meta.last_included_index &&
-            !rng_.chance(healed_ ? 0.0 : s_.p_install_fail);
-  if (ok && n.core->snapshot_installed(inst.meta, true)) {
-    const DurableSnapshot& snap = it->second;
-    size_t i = snap.sm.index - 1;
-    if (i < chain_.size() && chain_[i] != 0 && chain_[i] != snap.sm.hash)
-      fail("snapshot at " + std::to_string(snap.sm.index) + " disagrees with applied state");
-    n.disk_snapshot = snap;  // published before the core's log reset reaches the disk
-    n.sm = snap.sm;
-    ++result_.snapshots_installed;
-    trace("node " + std::to_string(n.id) + " installed snapshot " +
-          std::to_string(inst.meta.last_included_index));
-  } else if (!ok) {
-    n.core->snapshot_installed(inst.meta, false);
+// A follower installs a snapshot as the runtime does: the runtime's SnapshotFetch copies it
+// chunk by chunk over get_file calls that travel this network, and its InstallOrder says
+// when to publish and when the core may adopt it.
+void World::start_install(Node& n, const SnapshotInstall& inst) {
+  auto in = std::make_unique<Install>();
+  in->id = ++n.next_install;
+  in->what = inst;
+  size_t slash = inst.uri.find('/');
+  in->leader = std::stoi(inst.uri.substr(0, slash));
+  in->fetch = std::make_unique<runtime::SnapshotFetch>(
+      inst.meta, std::stoll(inst.uri.substr(slash + 1)), s_.chunk_bytes);
+  in->sink.fail_writes = !healed_ && rng_.chance(s_.p_install_fail);
+  n.install = std::move(in);
+  request_chunk(n);
+}
+
+void World::request_chunk(Node& n) {
+  Install& in = *n.install;
+  FileRequestEvent ev{n.id, n.epoch, in.id, in.leader, in.fetch->request()};
+  bool lost = !links_[n.id][in.leader] || rng_.chance(healed_ ? 0.0 : s_.loss);
+  if (lost) {  // no answer: the call's deadline (an election timeout) passes
+    FileReplyEvent timeout{n.id, n.epoch, in.id, rpc::kERPCTIMEDOUT, {}};
+    schedule(now_ + s_.election_timeout_ms, std::move(timeout));
+    return;
   }
-  drain(n);
+  schedule(now_ + rng_.range(s_.min_delay_ms, s_.max_delay_ms), std::move(ev));
+}
+
+void World::on_file_request(const FileRequestEvent& ev) {
+  Node& l = *nodes_[ev.leader];
+  FileReplyEvent reply{ev.node, ev.epoch, ev.install, 0, {}};
+  if (!l.alive) {
+    reply.transport_code = rpc::kEFAILEDSOCKET;  // connection refused
+    schedule(now_ + rng_.range(0, 2), std::move(reply));
+    return;
+  }
+  auto it = l.readers.find(ev.request.reader_id());
+  if (it == l.readers.end()) {
+    reply.reply.error_code = 2;  // ENOENT: no such reader (restarted, or replaced)
+    reply.reply.error_text = "Fail to find reader";
+  } else {
+    MemSource source(snapshot_file(it->second.sm, s_.snapshot_bytes));
+    reply.reply =
+        runtime::serve_get_file(snapshot_info(it->second, s_.snapshot_bytes), ev.request, source);
+  }
+  bool lost = !links_[l.id][ev.node] || rng_.chance(healed_ ? 0.0 : s_.loss);
+  if (lost) {
+    reply = FileReplyEvent{ev.node, ev.epoch, ev.install, rpc::kERPCTIMEDOUT, {}};
+    schedule(now_ + s_.election_timeout_ms, std::move(reply));
+    return;
+  }
+  schedule(now_ + rng_.range(s_.min_delay_ms, s_.max_delay_ms), std::move(reply));
+}
+
+void World::on_file_reply(Node& n, const FileReplyEvent& ev) {
+  if (!n.install || n.install->id != ev.install) return;
+  Install& in = *n.install;
+  if (in.order.step() != runtime::InstallOrder::Step::Copy) return;
+  const auto& r = ev.reply;
+  bool answered = ev.transport_code == 0 && r.error_code == 0;
+  bool again =
+      in.fetch->on_reply(ev.transport_code, "transport failure", r.error_code, r.error_text,
+                         answered ? r.response.SerializeAsString() : "", r.attachment, in.sink);
+  if (again) {
+    schedule(now_ + 100, FileReplyEvent{n.id, n.epoch, in.id, rpc::kERPCTIMEDOUT, {}});
+    return;
+  }
+  switch (in.fetch->state()) {
+    case runtime::SnapshotFetch::State::Fetching:
+      return request_chunk(n);
+    case runtime::SnapshotFetch::State::Done:
+      in.copied =
+          DurableSnapshot{in.fetch->remote().meta, decode_snapshot_file(in.sink.files["data"])};
+      in.order.copied(true);
+      return advance_install(n);
+    case runtime::SnapshotFetch::State::Failed:
+      trace("node " + std::to_string(n.id) + " snapshot copy failed: " + in.fetch->error().message);
+      in.order.copied(false);
+      return advance_install(n);
+  }
+}
+
+void World::advance_install(Node& n) {
+  Install& in = *n.install;
+  switch (in.order.step()) {
+    case runtime::InstallOrder::Step::Copy:
+      return;
+    case runtime::InstallOrder::Step::Publish:
+      persist(n, InstalledSnapshot{in.copied, in.id}, rng_.range(1, 30));
+      return;
+    case runtime::InstallOrder::Step::Adopt: {
+      const DurableSnapshot& snap = in.copied;
+      if (n.core->snapshot_installed(in.what.meta, true)) {
+        size_t i = snap.sm.index - 1;
+        if (i < chain_.size() && chain_[i] != 0 && chain_[i] != snap.sm.hash)
+          fail("snapshot at " + std::to_string(snap.sm.index) + " disagrees with applied state");
+        n.sm = snap.sm;
+        ++result_.snapshots_installed;
+        trace("node " + std::to_string(n.id) + " installed snapshot " +
+              std::to_string(in.what.meta.last_included_index));
+      } else {
+        n.core->snapshot_taken(in.what.meta);  // committed here already: our own snapshot
+      }
+      in.order.adopted();
+      drain(n);
+      if (n.install && n.install->id == in.id) advance_install(n);
+      return;
+    }
+    case runtime::InstallOrder::Step::Fail:
+      n.core->snapshot_installed(in.what.meta, false);
+      n.install.reset();
+      return drain(n);
+    case runtime::InstallOrder::Step::Done:
+      n.install.reset();
+      return;
+  }
 }
 
 void World::check_log(Node& n, const LogWrite& w) {
@@ -737,8 +977,7 @@ void World::drain(Node& n) {
       apply(n, e);
       if (!result_.ok) return;
     }
-    if (rd.install_snapshot)
-      schedule(now_ + rng_.range(1, 20), InstallEvent{n.id, n.epoch, *rd.install_snapshot});
+    if (rd.install_snapshot) start_install(n, *rd.install_snapshot);
     for (const auto& r : rd.reads) {
       auto it = reads_.find(r.ctx);
       if (it == reads_.end()) continue;
@@ -1100,6 +1339,8 @@ Result World::run() {
                 schedule(now_ + rng_.range(0, 2), RpcFailedEvent{from, n.peer, ev.env.rpc_id});
               return;
             }
+            if (const auto* is = std::get_if<InstallSnapshotRequest>(&ev.env.payload))
+              install_rpcs_[{to, ev.env.rpc_id}] = is->meta.last_included_index;
             if (from >= 0 && is_request(ev.env.payload)) {
               auto& open = unanswered_[to];
               if (open.size() > 4096) open.erase(open.begin(), open.begin() + 2048);
@@ -1117,9 +1358,12 @@ Result World::run() {
           } else if constexpr (std::is_same_v<T, DiskEvent>) {
             Node& n = *nodes_[ev.node];
             if (n.alive && n.epoch == ev.epoch) on_disk(n, ev.queue, ev.write_id);
-          } else if constexpr (std::is_same_v<T, InstallEvent>) {
+          } else if constexpr (std::is_same_v<T, FileRequestEvent>) {
             Node& n = *nodes_[ev.node];
-            if (n.alive && n.epoch == ev.epoch) on_install(n, ev.install);
+            if (n.alive && n.epoch == ev.epoch) on_file_request(ev);
+          } else if constexpr (std::is_same_v<T, FileReplyEvent>) {
+            Node& n = *nodes_[ev.node];
+            if (n.alive && n.epoch == ev.epoch) on_file_reply(n, ev);
           } else if constexpr (std::is_same_v<T, CrashEvent>) {
             if (!healed_) crash(*nodes_[ev.node]);
           } else if constexpr (std::is_same_v<T, HintEvent>) {

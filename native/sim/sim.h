@@ -66,6 +66,10 @@ struct Scenario {
   // Requests to a crashed replica fail in transport (connection refused or closed) and the
   // sender is told (Raft::rpc_failed), as the runtime's channels do.
   bool transport_failures = false;
+  // Snapshot copies run the runtime's code (native/runtime/snapshot_transfer.h): the state
+  // machine's snapshot file is padded to this size, and copied in chunks of this many bytes.
+  uint32_t snapshot_bytes = 16;
+  uint32_t chunk_bytes = 1 << 17;
   double p_propose = 0.3, p_read = 0.2;
   uint64_t chaos_ms = 4000;        // faults happen in [0, chaos_ms)
   uint64_t liveness_bound_ms = 0;  // after healing; 0: derived from timeouts and latencies
