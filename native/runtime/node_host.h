@@ -15,6 +15,13 @@
 // (file_service.h) into the temp directory, the writer publishes it, and only then does the
 // core adopt it, the state machine load it, and the log reset follow: the InstallSnapshot
 // answer never runs ahead of a durable snapshot.
+//
+// One role a file: node_host.cpp (the host: thread, port, request routing), node.cpp (a
+// group member: open, tick, drain the Ready, proposals, membership and read calls),
+// log_writer.cpp (the writer thread: group commit), replicator.cpp (messages to and from
+// peers, transport failures back to the core), snapshot_executor.cpp (taking, installing
+// and serving snapshots; the transfer itself is snapshot_transfer.h, which the simulator
+// runs too), forward_service.cpp, cli_service.cpp, status.cpp (/raft_stat).
 #pragma once
 
 #include <atomic>

@@ -1,0 +1,65 @@
+// Helpers shared by the files of the runtime (one role a file; see node_host.h).
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+
+#include "node_host.h"
+
+namespace raftstore::runtime {
+
+using core::Envelope;
+
+template <typename Clock>
+inline uint64_t ms_of() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch())
+          .count());
+}
+// Raft's timers: monotonic.
+inline uint64_t now_ms() { return ms_of<std::chrono::steady_clock>(); }
+
+inline bool is_response(const core::Payload& p) {
+  return std::holds_alternative<core::RequestVoteResponse>(p) ||
+         std::holds_alternative<core::AppendEntriesResponse>(p) ||
+         std::holds_alternative<core::InstallSnapshotResponse>(p) ||
+         std::holds_alternative<core::TimeoutNowResponse>(p) ||
+         std::holds_alternative<core::ReadIndexResponse>(p);
+}
+
+constexpr int32_t kEPERM = 1;
+constexpr int32_t kENOENT = 2;
+constexpr int32_t kEIO = 5;
+constexpr int32_t kEAGAIN = 11;
+constexpr int32_t kEBUSY = 16;
+constexpr int32_t kEINVAL = 22;
+constexpr int32_t kECATCHUP = 10003;  // braft RaftError
+
+// braft's status codes for the core's refusals.
+inline int32_t errno_of(core::Code c) {
+  switch (c) {
+    case core::Code::Ok:
+      return 0;
+    case core::Code::NotLeader:
+      return kEPERM;
+    case core::Code::Busy:
+      return kEBUSY;
+    case core::Code::InvalidArgument:
+      return kEINVAL;
+    case core::Code::CatchupFailed:
+      return kECATCHUP;
+    case core::Code::LeaderChanged:
+      return kEPERM;
+    case core::Code::Shutdown:
+    case core::Code::ResultUnknown:
+      return kEINVAL;
+  }
+  return kEINVAL;
+}
+
+inline uint32_t install_timeout_ms(const core::Options& o) {
+  return static_cast<uint32_t>(o.install_snapshot_timeout_ms ? o.install_snapshot_timeout_ms
+                                                             : 10 * o.election_timeout_ms);
+}
+
+}  // namespace raftstore::runtime
