@@ -3,13 +3,13 @@
 import assert from 'node:assert/strict';
 import { fork, type ChildProcess } from 'node:child_process';
 import { createSocket } from 'node:dgram';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const fixture = fileURLToPath(new URL('./fixtures/replica.ts', import.meta.url));
-import { portBlock, sleep } from './helpers.js';
+import { eventually, portBlock, sleep } from './helpers.js';
 
 interface Status { role: string; term: number; leaderId: string | null; appliedIndex: number; commitIndex: number }
 type Reply = { ok: true; result: unknown } | { ok: false; code: string; message: string };
@@ -68,11 +68,11 @@ describe('RaftNode (three processes)', function () {
   this.timeout(90_000);
   let dir = '';
   let replicas: Replica[] = [];
-  const setup = async (electionTimeoutMs: number, stuckApplyTimeoutMs = 30_000, snapshotLogThreshold = 0): Promise<void> => {
+  const setup = async (electionTimeoutMs: number, stuckApplyTimeoutMs = 30_000, snapshotLogThreshold = 0, padBytes = 0): Promise<void> => {
     dir = mkdtempSync(join(tmpdir(), 'cluster-'));
     const ports = [nextPort++, nextPort++, nextPort++];
     const config = ports.map((p) => `127.0.0.1:${p}:0`).join(',');
-    replicas = ports.map((p) => new Replica(p, ['g', config, String(p), join(dir, String(p)), String(electionTimeoutMs), String(stuckApplyTimeoutMs), String(snapshotLogThreshold)]));
+    replicas = ports.map((p) => new Replica(p, ['g', config, String(p), join(dir, String(p)), String(electionTimeoutMs), String(stuckApplyTimeoutMs), String(snapshotLogThreshold), String(padBytes)]));
     await Promise.all(replicas.map((r) => r.start()));
   };
   // Proposers that keep going until stopped; a failed test's are stopped by afterEach, so
@@ -157,6 +157,42 @@ describe('RaftNode (three processes)', function () {
     // Its own snapshots end before the kill; this one was taken by the others after it.
     assert.ok(restored.ok && (restored.result as number) > killedAt + 100,
       `it caught up by installing a snapshot (restored ${restored.ok && String(restored.result)}, killed at ${killedAt})`);
+  });
+
+  it('a follower killed in the middle of a snapshot copy restarts and catches up', async () => {
+    const pad = 32 << 20; // every snapshot carries a 32 MiB file: 256 get_file chunks
+    await setup(500, 30_000, 1000, pad);
+    const l = await leader();
+    const away = replicas.find((r) => r !== l)!;
+    const acked: number[] = [];
+    const proposers = load([l], acked);
+    await sleep(300);
+    away.kill();
+    const before = acked.length;
+    for (let i = 0; i < 500 && acked.length < before + 2500; i++) await sleep(20);
+    await proposers.stop();
+    const s = (await l.status())! as Status & { firstIndex: number };
+    assert.ok(s.firstIndex > 1, 'the leader compacted its log');
+    const value = await l.value();
+    assert.ok(value >= Math.max(...acked), 'no acknowledged write lost');
+    // Restarted, it must copy the leader's snapshot; it is killed again while the copy runs.
+    const temp = join(dir, String(away.port), 'snapshot', 'temp', 'pad');
+    await away.start();
+    await eventually('the snapshot copy under way', () => {
+      try {
+        const size = statSync(temp).size;
+        return size > 0 && size < pad ? size : undefined;
+      } catch {
+        return undefined;
+      }
+    }, 20_000);
+    away.kill();
+    await away.start(); // its temp directory is cleared; the leader sends the snapshot again
+    await eventually('the restarted replica caught up', async () => ((await away.value()) === value ? true : undefined), 20_000);
+    const restored = await away.call('restored');
+    assert.ok(restored.ok && (restored.result as number) > 0, 'it installed the snapshot');
+    assert.equal(readFileSync(join(dir, String(away.port), 'snapshot', readdirSync(join(dir, String(away.port), 'snapshot'))
+      .find((n) => n.startsWith('snapshot_'))!, 'pad')).length, pad, 'the whole file arrived');
   });
 
   it('keeps its leader while the leader\'s event loop is blocked for 5 s', async () => {

@@ -219,6 +219,18 @@ Scenario Scenario::from_seed(uint64_t seed) {
     s.p_read = 0.02;
     s.chaos_ms = 12000;  // the load decides when chaos ends (log_target reached)
   }
+  // Big entries near the byte limit, restarts in the middle of snapshot copies, a slow disk.
+  Rng q(seed ^ 0x5ab1e5edULL);
+  if (s.bulk == 0 && q.chance(0.15)) {
+    s.max_bytes_per_rpc = q.range(4096, 32768);
+    s.entry_bytes =
+        static_cast<uint32_t>(q.range(s.max_bytes_per_rpc / 2, s.max_bytes_per_rpc + 1024));
+  }
+  if (q.chance(0.25)) s.p_crash_mid_install = 0.02 * static_cast<double>(q.range(1, 10));
+  if (q.chance(0.2)) {
+    s.slow_disk_node = static_cast<int>(q.below(static_cast<uint64_t>(s.nodes)));
+    s.slow_disk_ms = q.range(50, 300);
+  }
   return s;
 }
 
@@ -239,6 +251,8 @@ std::string Scenario::describe() const {
     << " snapshot=" << p_snapshot << " membership=" << p_membership << " transfer=" << p_transfer
     << " down_hint=" << p_down_hint << " false_hint=" << p_false_hint
     << " notify_commit=" << notify_commit << " transport_failures=" << transport_failures
+    << " entry_bytes=" << entry_bytes << " crash_mid_install=" << p_crash_mid_install
+    << " slow_disk=" << slow_disk_node << "+" << slow_disk_ms << "ms"
     << " snapshot_bytes=" << snapshot_bytes << " chunk_bytes=" << chunk_bytes << " bulk=" << bulk
     << " log_target=" << log_target << " swap_in=" << swap_in << " chaos_ms=" << chaos_ms
     << " mutant=" << mutant_name(mutant);
@@ -528,6 +542,12 @@ class World {
   Node* find_leader();
   void heal();
   void bulk_load();
+  // A client write's bytes: its op id, padded to the scenario's entry size.
+  std::string payload(uint64_t op) const {
+    std::string d = std::to_string(op);
+    if (d.size() < s_.entry_bytes) d.resize(s_.entry_bytes, static_cast<char>('a' + op % 26));
+    return d;
+  }
   void start_catchup();
   void fail_requests_to(Node& n);
 
@@ -785,7 +805,7 @@ void World::apply(Node& n, const Entry& e) {
   auto it = n.pending.find(e.index);
   if (it != n.pending.end()) {
     bool mine = e.type == EntryType::Data && e.data && it->second.first == e.term &&
-                *e.data == std::to_string(it->second.second);
+                *e.data == payload(it->second.second);
     if (mine) {
       ++result_.acked_writes;
       max_acked_ = std::max(max_acked_, e.index);
@@ -824,6 +844,11 @@ void World::request_chunk(Node& n) {
 
 void World::on_file_request(const FileRequestEvent& ev) {
   Node& l = *nodes_[ev.leader];
+  if (l.alive && !healed_ && s_.p_crash_mid_install > 0 &&
+      rng_.chance(s_.p_crash_mid_install / 2)) {
+    trace("crash leader " + std::to_string(l.id) + " while it serves a snapshot");
+    crash(l);
+  }
   FileReplyEvent reply{ev.node, ev.epoch, ev.install, 0, {}};
   if (!l.alive) {
     reply.transport_code = rpc::kEFAILEDSOCKET;  // connection refused
@@ -850,6 +875,10 @@ void World::on_file_request(const FileRequestEvent& ev) {
 
 void World::on_file_reply(Node& n, const FileReplyEvent& ev) {
   if (!n.install || n.install->id != ev.install) return;
+  if (!healed_ && s_.p_crash_mid_install > 0 && rng_.chance(s_.p_crash_mid_install)) {
+    trace("crash node " + std::to_string(n.id) + " in the middle of a snapshot copy");
+    return crash(n);
+  }
   Install& in = *n.install;
   if (in.order.step() != runtime::InstallOrder::Step::Copy) return;
   const auto& r = ev.reply;
@@ -963,6 +992,7 @@ void World::drain(Node& n) {
   while (n.alive && n.core->has_ready()) {
     Ready rd = n.core->take_ready();
     uint64_t lat = rng_.range(s_.disk_min_ms, s_.disk_max_ms);
+    if (n.id == s_.slow_disk_node && !healed_) lat += s_.slow_disk_ms;
     if (rd.hard_state)
       persist(n, std::make_pair(rd.meta_seq, *rd.hard_state),
               rng_.range(s_.disk_min_ms, s_.disk_max_ms));
@@ -1157,7 +1187,7 @@ void World::bulk_load() {
   std::vector<uint64_t> ops;
   for (uint32_t i = 0; i < s_.bulk; ++i) {
     ops.push_back(next_op_++);
-    data.push_back(std::make_shared<const std::string>(std::to_string(ops.back())));
+    data.push_back(std::make_shared<const std::string>(payload(ops.back())));
   }
   auto res = l->core->propose_batch(std::move(data), now_);
   for (size_t i = 0; i < res.size(); ++i)
@@ -1207,7 +1237,7 @@ void World::client_ops() {
     Node& n = *nodes_[rng_.below(static_cast<uint64_t>(s_.nodes))];
     if (n.alive) {
       uint64_t op = next_op_++;
-      auto res = n.core->propose(std::make_shared<const std::string>(std::to_string(op)), now_);
+      auto res = n.core->propose(std::make_shared<const std::string>(payload(op)), now_);
       if (res.status.ok()) n.pending[res.index] = {res.term, op};
       drain(n);
     }

@@ -70,6 +70,11 @@ struct Scenario {
   // machine's snapshot file is padded to this size, and copied in chunks of this many bytes.
   uint32_t snapshot_bytes = 16;
   uint32_t chunk_bytes = 1 << 17;
+  uint32_t entry_bytes = 0;  // client writes padded to this size (0: a few bytes)
+  double p_crash_mid_install =
+      0.0;  // a chunk of a snapshot copy arriving, or being served, crashes that replica
+  int slow_disk_node = -1;  // this replica's disk is slow during the faults
+  uint64_t slow_disk_ms = 0;
   double p_propose = 0.3, p_read = 0.2;
   uint64_t chaos_ms = 4000;        // faults happen in [0, chaos_ms)
   uint64_t liveness_bound_ms = 0;  // after healing; 0: derived from timeouts and latencies
