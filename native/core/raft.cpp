@@ -1270,7 +1270,6 @@ Status Raft::start_conf_change(uint64_t id, PeerList peers, PeerList learners, u
   cc_.new_peers = std::move(peers);
   cc_.new_learners = std::move(learners);
   cc_.started_ms = now;
-  cc_.progress_ms = now;
   sync_progress_with_conf(now);
   replicate_all(now);
   advance_conf_change(now);
@@ -1282,43 +1281,32 @@ void Raft::advance_conf_change(uint64_t now) {
   switch (cc_.stage) {
     case ConfChange::CatchingUp: {
       bool caught_up = true;
-      bool installing = false;
-      uint64_t match_sum = 0;
-      const PeerId* lagging = nullptr;
       for (const auto& p : cc_.new_peers) {
         if (p == opt_.self || cc_.old_conf.is_voter(p)) continue;
         auto* pr = progress(p);
-        if (!pr) {
-          caught_up = false;
-          lagging = &p;
-          continue;
+        auto& [seen_match, seen_ms] = cc_.catchup.try_emplace(p, 0, cc_.started_ms).first->second;
+        bool answered = pr && pr->last_ack_ms > cc_.started_ms;
+        if (answered && pr->match + opt_.catchup_margin >= last_index()) continue;
+        caught_up = false;
+        // Progress: its match moved, or a snapshot is on its way to a peer that still answers
+        // (heartbeats are answered during an install); a snapshot sent into silence is not.
+        bool installing = answered && pr->state == ProgressState::Snapshot &&
+                          now < pr->last_ack_ms + opt_.catchup_timeout_ms;
+        if (pr && (pr->match > seen_match || installing)) {
+          seen_match = std::max(seen_match, pr->match);
+          seen_ms = now;
         }
-        match_sum += pr->match;
-        installing |= pr->state == ProgressState::Snapshot;
-        if (pr->last_ack_ms <= cc_.started_ms || pr->match + opt_.catchup_margin < last_index()) {
-          caught_up = false;
-          lagging = &p;
-        }
-      }
-      if (!caught_up) {
-        // A snapshot in flight counts as progress: its own timeout (or a transport failure)
-        // ends it, and then the peer is probing again.
-        if (match_sum > cc_.progress_match || installing) {
-          cc_.progress_match = std::max(cc_.progress_match, match_sum);
-          cc_.progress_ms = now;
-        }
-        if (now >= cc_.progress_ms + opt_.catchup_timeout_ms) {
-          auto* pr = lagging ? progress(*lagging) : nullptr;
+        if (now >= seen_ms + opt_.catchup_timeout_ms) {
           finish_conf_change(
               error(Code::CatchupFailed,
-                    "new peer " + (lagging ? lagging->to_string() : std::string("?")) +
-                        " could not catch up: no progress for " +
+                    "new peer " + p.to_string() + " could not catch up: no progress for " +
                         std::to_string(opt_.catchup_timeout_ms) + " ms at match index " +
                         std::to_string(pr ? pr->match : 0) + " of " + std::to_string(last_index()) +
-                        (pr && pr->last_ack_ms <= cc_.started_ms ? " (it never answered)" : "")));
+                        (answered ? "" : " (it never answered)")));
+          return;
         }
-        return;
       }
+      if (!caught_up) return;
       size_t changes = 0;
       for (const auto& p : cc_.new_peers) changes += !contains(cc_.old_conf.peers, p);
       for (const auto& p : cc_.old_conf.peers) changes += !contains(cc_.new_peers, p);

@@ -308,10 +308,9 @@ class Raft {
     PeerList new_learners;
     uint64_t started_ms = 0;
     uint64_t entry_index = 0;  // config entry awaiting commit
-    // Catch-up fails only after catchup_timeout_ms without progress (braft re-arms its
-    // wait while the peer advances): when the new peers' matches last moved, and their sum.
-    uint64_t progress_ms = 0;
-    uint64_t progress_match = 0;
+    // Catch-up fails once a new peer made no progress for catchup_timeout_ms (braft re-arms
+    // its wait while the peer advances): per peer, its match and when that last moved.
+    std::map<PeerId, std::pair<uint64_t, uint64_t>> catchup;
   };
 
   // roles

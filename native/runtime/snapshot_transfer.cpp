@@ -109,8 +109,9 @@ bool SnapshotFetch::on_reply(int32_t transport_code, const std::string& transpor
   braft::GetFileResponse resp;
   if (!resp.ParseFromString(payload))
     return fail(copy_error("malformed GetFileResponse for " + name)), false;
-  // The attachment: segments of [offset u64][len u32][bytes].
+  // The attachment: segments of [offset u64][len u32][bytes], contiguous from the offset asked.
   int64_t received = 0;
+  uint64_t expected = static_cast<uint64_t>(offset);
   for (size_t at = 0; at < attachment.size();) {
     if (attachment.size() - at < kSegmentHeader)
       return fail(copy_error("truncated chunk of " + name)), false;
@@ -127,10 +128,11 @@ bool SnapshotFetch::on_reply(int32_t transport_code, const std::string& transpor
       meta_bytes_.append(bytes);
       continue;
     }
-    if (seg_offset != static_cast<uint64_t>(offset))
+    if (seg_offset != expected)
       return fail(copy_error("chunk of " + name + " at " + std::to_string(seg_offset) +
-                             ", asked for " + std::to_string(offset))),
+                             ", expected " + std::to_string(expected))),
              false;
+    expected += len;
     if (auto st = sink.write(seg_offset, bytes); !st.ok()) return fail(st), false;
     bytes_ += len;
   }

@@ -432,7 +432,13 @@ struct HintEvent {  // the runtime tells `node` that `peer` is unreachable
 };
 struct RpcFailedEvent {  // `node`'s request `rpc_id` to `peer` failed in transport
   int node;
+  uint64_t epoch;  // the incarnation that sent it
   PeerId peer;
+  uint64_t rpc_id;
+};
+struct Unanswered {  // a request a replica received and has not answered
+  int from;
+  uint64_t epoch;
   uint64_t rpc_id;
 };
 using Event = std::variant<MsgEvent, TickEvent, DiskEvent, FileRequestEvent, FileReplyEvent,
@@ -454,6 +460,14 @@ struct ReadCheck {
   uint64_t must_see;  // highest index acknowledged to a client before the read began
   int node;
 };
+
+bool is_request(const Payload& p) {
+  return std::holds_alternative<RequestVoteRequest>(p) ||
+         std::holds_alternative<AppendEntriesRequest>(p) ||
+         std::holds_alternative<InstallSnapshotRequest>(p) ||
+         std::holds_alternative<TimeoutNowRequest>(p) ||
+         std::holds_alternative<ReadIndexRequest>(p);
+}
 
 class World {
  public:
@@ -530,7 +544,7 @@ class World {
   void on_disk(Node& n, int queue, uint64_t write_id);
   void apply(Node& n, const Entry& e);
   void start_install(Node& n, const SnapshotInstall& inst);
-  void request_chunk(Node& n);
+  void request_chunk(Node& n, uint64_t after_ms = 0);
   void on_file_request(const FileRequestEvent& ev);
   void on_file_reply(Node& n, const FileReplyEvent& ev);
   void advance_install(Node& n);
@@ -550,6 +564,7 @@ class World {
   }
   void start_catchup();
   void fail_requests_to(Node& n);
+  void lost(const Envelope& env);
 
   // --- state ------------------------------------------------------------------------
   Scenario s_;
@@ -583,7 +598,7 @@ class World {
   std::vector<uint64_t> last_commit_;
   // Requests each replica received and has not answered: (sender, rpc id). A crash fails
   // them in transport, as closing its connections does.
-  std::vector<std::vector<std::pair<int, uint64_t>>> unanswered_;
+  std::vector<std::vector<Unanswered>> unanswered_;
   // Catch-up profile.
   uint64_t catchup_id_ = 0;  // the newcomer's change in flight
   uint64_t catchup_started_ms_ = 0;
@@ -635,9 +650,23 @@ void World::crash(Node& n) {
 void World::fail_requests_to(Node& n) {
   auto& open = unanswered_[n.id];
   if (s_.transport_failures)
-    for (auto [from, rpc] : open)
-      schedule(now_ + rng_.range(0, 2), RpcFailedEvent{from, n.peer, rpc});
+    for (const auto& u : open)
+      schedule(now_ + rng_.range(0, 2), RpcFailedEvent{u.from, u.epoch, n.peer, u.rpc_id});
   open.clear();
+}
+
+// A message the network lost: the call it belongs to fails when its deadline passes (the
+// runtime's channels give data RPCs an election timeout, InstallSnapshot longer).
+void World::lost(const Envelope& env) {
+  if (!s_.transport_failures || healed_) return;
+  bool request = is_request(env.payload);
+  int caller = index_of(request ? env.from : env.to);
+  if (caller < 0) return;
+  const PeerId& peer = request ? env.to : env.from;
+  uint64_t deadline = std::holds_alternative<InstallSnapshotRequest>(env.payload)
+                          ? 4 * s_.election_timeout_ms
+                          : s_.election_timeout_ms;
+  schedule(now_ + deadline, RpcFailedEvent{caller, nodes_[caller]->epoch, peer, env.rpc_id});
 }
 
 void World::persist(Node& n, decltype(Write::op) op, uint64_t latency) {
@@ -683,9 +712,10 @@ void World::on_disk(Node& n, int q, uint64_t write_id) {
           n.snapshot_in_progress = false;
           n.core->snapshot_taken(op.meta);
         } else if constexpr (std::is_same_v<T, InstalledSnapshot>) {
-          published(n, op.snap);
+          bool ok = healed_ || s_.p_install_fail == 0 || !rng_.chance(s_.p_install_fail / 3);
+          if (ok) published(n, op.snap);  // else the rename or fsync failed: not durable
           if (n.install && n.install->id == op.install) {
-            n.install->order.published(true);
+            n.install->order.published(ok);
             advance_install(n);
           }
         }
@@ -705,21 +735,13 @@ void World::published(Node& n, const DurableSnapshot& snap) {
     it = it->second.meta.last_included_index < kept ? n.readers.erase(it) : std::next(it);
 }
 
-bool is_request(const Payload& p) {
-  return std::holds_alternative<RequestVoteRequest>(p) ||
-         std::holds_alternative<AppendEntriesRequest>(p) ||
-         std::holds_alternative<InstallSnapshotRequest>(p) ||
-         std::holds_alternative<TimeoutNowRequest>(p) ||
-         std::holds_alternative<ReadIndexRequest>(p);
-}
-
 void World::send(Node& from, Envelope env) {
   ++result_.messages;
   if (!is_request(env.payload)) {
     auto& open = unanswered_[from.id];
     int to_id = index_of(env.to);
     for (auto it = open.begin(); it != open.end(); ++it)
-      if (it->first == to_id && it->second == env.rpc_id) {
+      if (it->from == to_id && it->rpc_id == env.rpc_id) {
         open.erase(it);
         break;
       }
@@ -770,7 +792,8 @@ void World::send(Node& from, Envelope env) {
     h.push_back(env);
     if (h.size() > 32) h.pop_front();
   }
-  if (to < 0 || !links_[from.id][to] || rng_.chance(healed_ ? 0.0 : s_.loss)) return;
+  if (to < 0) return;
+  if (!links_[from.id][to] || rng_.chance(healed_ ? 0.0 : s_.loss)) return lost(env);
   int copies = (!healed_ && rng_.chance(s_.duplicate)) ? 2 : 1;
   for (int c = 0; c < copies; ++c)
     schedule(now_ + rng_.range(s_.min_delay_ms, s_.max_delay_ms), MsgEvent{env});
@@ -830,16 +853,16 @@ void World::start_install(Node& n, const SnapshotInstall& inst) {
   request_chunk(n);
 }
 
-void World::request_chunk(Node& n) {
+void World::request_chunk(Node& n, uint64_t after_ms) {
   Install& in = *n.install;
   FileRequestEvent ev{n.id, n.epoch, in.id, in.leader, in.fetch->request()};
   bool lost = !links_[n.id][in.leader] || rng_.chance(healed_ ? 0.0 : s_.loss);
   if (lost) {  // no answer: the call's deadline (an election timeout) passes
     FileReplyEvent timeout{n.id, n.epoch, in.id, rpc::kERPCTIMEDOUT, {}};
-    schedule(now_ + s_.election_timeout_ms, std::move(timeout));
+    schedule(now_ + after_ms + s_.election_timeout_ms, std::move(timeout));
     return;
   }
-  schedule(now_ + rng_.range(s_.min_delay_ms, s_.max_delay_ms), std::move(ev));
+  schedule(now_ + after_ms + rng_.range(s_.min_delay_ms, s_.max_delay_ms), std::move(ev));
 }
 
 void World::on_file_request(const FileRequestEvent& ev) {
@@ -886,10 +909,7 @@ void World::on_file_reply(Node& n, const FileReplyEvent& ev) {
   bool again =
       in.fetch->on_reply(ev.transport_code, "transport failure", r.error_code, r.error_text,
                          answered ? r.response.SerializeAsString() : "", r.attachment, in.sink);
-  if (again) {
-    schedule(now_ + 100, FileReplyEvent{n.id, n.epoch, in.id, rpc::kERPCTIMEDOUT, {}});
-    return;
-  }
+  if (again) return request_chunk(n, 100);  // throttled: the runtime asks again after 100 ms
   switch (in.fetch->state()) {
     case runtime::SnapshotFetch::State::Fetching:
       return request_chunk(n);
@@ -927,8 +947,9 @@ void World::advance_install(Node& n) {
         n.core->snapshot_taken(in.what.meta);  // committed here already: our own snapshot
       }
       in.order.adopted();
+      uint64_t id = in.id;
       drain(n);
-      if (n.install && n.install->id == in.id) advance_install(n);
+      if (n.install && n.install->id == id) advance_install(n);
       return;
     }
     case runtime::InstallOrder::Step::Fail:
@@ -1363,10 +1384,11 @@ Result World::run() {
           if constexpr (std::is_same_v<T, MsgEvent>) {
             int from = index_of(ev.env.from), to = index_of(ev.env.to);
             Node& n = *nodes_[to];
-            if (from >= 0 && !links_[from][to]) return;
+            if (from >= 0 && !links_[from][to]) return lost(ev.env);
             if (!n.alive) {  // connection refused
               if (s_.transport_failures && from >= 0 && is_request(ev.env.payload))
-                schedule(now_ + rng_.range(0, 2), RpcFailedEvent{from, n.peer, ev.env.rpc_id});
+                schedule(now_ + rng_.range(0, 2),
+                         RpcFailedEvent{from, nodes_[from]->epoch, n.peer, ev.env.rpc_id});
               return;
             }
             if (const auto* is = std::get_if<InstallSnapshotRequest>(&ev.env.payload))
@@ -1374,7 +1396,7 @@ Result World::run() {
             if (from >= 0 && is_request(ev.env.payload)) {
               auto& open = unanswered_[to];
               if (open.size() > 4096) open.erase(open.begin(), open.begin() + 2048);
-              open.emplace_back(from, ev.env.rpc_id);
+              open.push_back({from, nodes_[from]->epoch, ev.env.rpc_id});
             }
             if (trace_) trace(describe(ev.env));
             n.core->step(ev.env, now_);
@@ -1404,7 +1426,7 @@ Result World::run() {
             drain(n);
           } else if constexpr (std::is_same_v<T, RpcFailedEvent>) {
             Node& n = *nodes_[ev.node];
-            if (!n.alive) return;
+            if (!n.alive || n.epoch != ev.epoch) return;
             n.core->rpc_failed(ev.peer, ev.rpc_id, now_);
             drain(n);
           }

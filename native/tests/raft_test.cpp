@@ -1685,6 +1685,51 @@ TEST(RaftMembership, CatchUpWithoutProgressFailsSayingHowFarItGot) {
   EXPECT_EQ(c.raft(0).conf(), Conf({0, 1, 2}));
 }
 
+// Review finding: with the log compacted, a silent new peer was sent an InstallSnapshot
+// every heartbeat and a snapshot "in flight" counted as progress, so the change never failed
+// and blocked every later change. Only a peer that answers makes an install count.
+TEST(RaftMembership, AddingASilentPeerToACompactedLogFails) {
+  Cluster c(3);
+  c.start(3, Boot{});
+  ASSERT_TRUE(c.elect(0));
+  for (int k = 0; k < 10; ++k) ASSERT_TRUE(c.propose(0, "e" + std::to_string(k)).status.ok());
+  c.deliver();
+  c.heartbeat(0);
+  auto meta = c.raft(0).snapshot_meta_at(c.raft(0).applied_index());
+  ASSERT_TRUE(meta.has_value());
+  c.raft(0).snapshot_taken(*meta);
+  c.pump(0);
+  ASSERT_GT(c.raft(0).first_index(), 1u);
+  c.cut = [](const Envelope& e) { return Involves(e, 3); };
+  ASSERT_TRUE(c.raft(0).add_peer(42, P(3), c.now).ok());
+  c.pump(0);
+  c.run_for(kT + 2 * kTick);
+  ASSERT_EQ(c.node(0).conf_changes.size(), 1u);
+  const auto& st = c.node(0).conf_changes[0].status;
+  EXPECT_EQ(st.code, Code::CatchupFailed);
+  EXPECT_NE(st.message.find("it never answered"), std::string::npos) << st.message;
+  EXPECT_TRUE(c.raft(0).add_peer(43, P(3), c.now).ok()) << "the next change is not blocked";
+}
+
+// Review finding: progress was the sum of the new peers' matches, so a live newcomer kept a
+// dead one's change alive for as long as clients wrote. Each new peer must progress.
+TEST(RaftMembership, ALiveNewcomerDoesNotHideADeadOne) {
+  Cluster c(5, {}, Conf({0, 1, 2}));  // P(3) and P(4) run but are not members
+  ASSERT_TRUE(c.elect(0));
+  c.heartbeat(0);
+  c.cut = [](const Envelope& e) { return Involves(e, 4); };
+  ASSERT_TRUE(c.raft(0).change_peers(42, Ps({0, 1, 2, 3, 4}), c.now).ok());
+  c.pump(0);
+  for (int round = 0; round < 30 && c.node(0).conf_changes.empty(); ++round) {
+    c.propose(0, "w" + std::to_string(round));  // P(3)'s match keeps moving
+    c.run_for(kT / 10);
+  }
+  ASSERT_EQ(c.node(0).conf_changes.size(), 1u);
+  const auto& st = c.node(0).conf_changes[0].status;
+  EXPECT_EQ(st.code, Code::CatchupFailed);
+  EXPECT_NE(st.message.find("127.0.0.1:8104:0"), std::string::npos) << st.message;
+}
+
 TEST(RaftMembership, ChangingTwoPeersGoesThroughAJointConfiguration) {
   Cluster c(4, {}, Conf({0, 1, 2}));  // P(3) runs but is not a member yet
   ASSERT_TRUE(c.elect(0));
