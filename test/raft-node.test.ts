@@ -73,6 +73,15 @@ describe('RaftNode (one process)', function () {
       dir: join(dir, String(i)), stateMachine: sm, electionTimeoutMs: 300, ...extra,
     });
   const leaderOf = (ns: RaftNode<number>[]) => ns.find((n) => n.isLeader);
+  // The first three of `ports` as a group with a leader; a counter for every port.
+  const startThreeOf = async (ports: number[]) => {
+    const three = ports.slice(0, 3);
+    const sms = ports.map(() => new Counter());
+    nodes = three.map((_, i) => make(three, i, sms[i]));
+    await Promise.all(nodes.map((n) => n.start()));
+    await until('leader', () => leaderOf(nodes) !== undefined);
+    return { sms, leader: leaderOf(nodes)! };
+  };
 
   it('a single replica elects itself and returns apply results', async () => {
     const sm = new Counter();
@@ -211,12 +220,7 @@ describe('RaftNode (one process)', function () {
 
   it('adds, transfers to and removes a replica', async () => {
     const ports = [base + 60, base + 61, base + 62, base + 63];
-    const three = ports.slice(0, 3);
-    const sms = ports.map(() => new Counter());
-    nodes = three.map((_, i) => make(three, i, sms[i]));
-    await Promise.all(nodes.map((n) => n.start()));
-    await until('leader', () => leaderOf(nodes) !== undefined);
-    const leader = leaderOf(nodes)!;
+    const { sms, leader } = await startThreeOf(ports);
     await leader.propose(inc(7));
     // The newcomer starts knowing the configuration it will be part of.
     const fourth = make(ports, 3, sms[3]);
@@ -247,12 +251,7 @@ describe('RaftNode (one process)', function () {
 
   it("a replica started with config '' waits, never campaigning, until addPeer brings it in", async () => {
     const ports = [base + 64, base + 65, base + 66, base + 67];
-    const three = ports.slice(0, 3);
-    const sms = ports.map(() => new Counter());
-    nodes = three.map((_, i) => make(three, i, sms[i]));
-    await Promise.all(nodes.map((n) => n.start()));
-    await until('leader', () => leaderOf(nodes) !== undefined);
-    const leader = leaderOf(nodes)!;
+    const { sms, leader } = await startThreeOf(ports);
     for (let k = 0; k < 200; k++) await leader.propose(inc(1));
     const fourth = make(ports, 3, sms[3], { config: '' });
     nodes.push(fourth);

@@ -1611,21 +1611,27 @@ TEST(RaftMembership, AddPeerFailsIfTheNewPeerCannotCatchUp) {
   EXPECT_TRUE(c.raft(0).add_peer(43, P(3), c.now).ok()) << "a failed change must not block";
 }
 
+// Node 0 leads with `entries` committed data entries; node 3 runs with an empty
+// configuration and the leader has been asked to add it (change id 42).
+void AddNewcomerAfter(Cluster& c, int entries) {
+  c.start(3, Boot{});
+  ASSERT_TRUE(c.elect(0));
+  for (int k = 0; k < entries; ++k) ASSERT_TRUE(c.propose(0, "e" + std::to_string(k)).status.ok());
+  c.deliver();
+  c.heartbeat(0);
+  ASSERT_TRUE(c.raft(0).add_peer(42, P(3), c.now).ok());
+  c.pump(0);
+}
+
 // Found with braft_cli add_peer after ~14,000 entries: with no entry waiting, the leader
 // sent the new peer only heartbeats (anchored at match 0, so they succeed) and never
 // learned that its log was empty; catch-up "succeeded" at match 0 within the margin or
 // failed beyond it. An idle peer of unknown log is now probed at next - 1.
 TEST(RaftMembership, AddPeerAfterALongLogProbesTheNewPeerAndCatchesItUp) {
   Cluster c(3, [](Options& o) { o.catchup_margin = 10; });
-  c.start(3, Boot{});  // started with an empty configuration
-  ASSERT_TRUE(c.elect(0));
-  for (int k = 0; k < 200; ++k) ASSERT_TRUE(c.propose(0, "e" + std::to_string(k)).status.ok());
-  c.deliver();
-  c.heartbeat(0);
+  AddNewcomerAfter(c, 200);
+  if (HasFatalFailure()) return;
   ASSERT_EQ(c.raft(0).commit_index(), 201u);
-
-  ASSERT_TRUE(c.raft(0).add_peer(42, P(3), c.now).ok());
-  c.pump(0);
   c.run_for(kT / 2);
   ASSERT_EQ(c.node(0).conf_changes.size(), 1u);
   const auto& r = c.node(0).conf_changes[0];
@@ -1644,13 +1650,8 @@ TEST(RaftMembership, CatchUpThatKeepsProgressingOutlivesTheTimeout) {
     o.max_entries_per_rpc = 1;
     o.max_inflight_appends = 1;
   });
-  c.start(3, Boot{});
-  ASSERT_TRUE(c.elect(0));
-  for (int k = 0; k < 30; ++k) ASSERT_TRUE(c.propose(0, "e" + std::to_string(k)).status.ok());
-  c.deliver();
-  c.heartbeat(0);
-  ASSERT_TRUE(c.raft(0).add_peer(42, P(3), c.now).ok());
-  c.pump(0);
+  AddNewcomerAfter(c, 30);
+  if (HasFatalFailure()) return;
   // One entry reaches the new peer every T/4: the whole catch-up takes about 8 T.
   auto to3 = And(To(3), IsAppendWithEntries);
   for (int round = 0; round < 80 && c.node(0).conf_changes.empty(); ++round) {
@@ -1668,13 +1669,8 @@ TEST(RaftMembership, CatchUpThatKeepsProgressingOutlivesTheTimeout) {
 
 TEST(RaftMembership, CatchUpWithoutProgressFailsSayingHowFarItGot) {
   Cluster c(3, [](Options& o) { o.catchup_margin = 0; });
-  c.start(3, Boot{});
-  ASSERT_TRUE(c.elect(0));
-  for (int k = 0; k < 30; ++k) ASSERT_TRUE(c.propose(0, "e" + std::to_string(k)).status.ok());
-  c.deliver();
-  c.heartbeat(0);
-  ASSERT_TRUE(c.raft(0).add_peer(42, P(3), c.now).ok());
-  c.pump(0);
+  AddNewcomerAfter(c, 30);
+  if (HasFatalFailure()) return;
   c.cut = And(To(3), IsAppendWithEntries);  // it answers, but no entry reaches it
   c.run_for(kT + 2 * kTick);
   ASSERT_EQ(c.node(0).conf_changes.size(), 1u);
@@ -1962,8 +1958,9 @@ INSTANTIATE_TEST_SUITE_P(Raft, RaftSnapshotMargin,
                                          MarginCase{"MarginLargerThanLog", 100, 1}),
                          NameOf<MarginCase>);
 
-TEST(RaftSnapshot, LaggingFollowerGetsASnapshotAndIsAnsweredOnlyAfterInstalling) {
-  Cluster c(3);
+// Node 0 leads; node 2 is cut off while five entries commit and node 0 compacts them all
+// away in a snapshot at index 6.
+void LeaderCompactsPastNode2(Cluster& c) {
   ASSERT_TRUE(c.elect(0));
   c.heartbeat(0);
   c.cut = [](const Envelope& e) { return Involves(e, 2); };
@@ -1975,6 +1972,12 @@ TEST(RaftSnapshot, LaggingFollowerGetsASnapshotAndIsAnsweredOnlyAfterInstalling)
   c.raft(0).snapshot_taken(*meta);
   c.pump(0);
   ASSERT_EQ(c.raft(0).first_index(), 7u);
+}
+
+TEST(RaftSnapshot, LaggingFollowerGetsASnapshotAndIsAnsweredOnlyAfterInstalling) {
+  Cluster c(3);
+  LeaderCompactsPastNode2(c);
+  if (HasFatalFailure()) return;
 
   c.cut = nullptr;
   c.run_for(kT + kHeartbeat, {0});  // the lost appends time out; entry 2 is gone
@@ -2009,15 +2012,8 @@ TEST(RaftSnapshot, LaggingFollowerGetsASnapshotAndIsAnsweredOnlyAfterInstalling)
 // was back. A transport failure now retries after a heartbeat interval.
 TEST(RaftSnapshot, InstallSnapshotThatFailsInTransportIsRetriedWithinAHeartbeat) {
   Cluster c(3);
-  ASSERT_TRUE(c.elect(0));
-  c.heartbeat(0);
-  c.cut = [](const Envelope& e) { return Involves(e, 2); };
-  for (int k = 0; k < 5; ++k) ASSERT_TRUE(c.propose(0, "e" + std::to_string(k)).status.ok());
-  c.deliver();
-  auto meta = c.raft(0).snapshot_meta_at(6);
-  ASSERT_TRUE(meta.has_value());
-  c.raft(0).snapshot_taken(*meta);
-  c.pump(0);
+  LeaderCompactsPastNode2(c);
+  if (HasFatalFailure()) return;
   c.run_for(kT + kHeartbeat, {0});  // the InstallSnapshot is lost on the way
   auto is_install = And(To(2), OfType<InstallSnapshotRequest>());
   ASSERT_EQ(c.count_sent(is_install), 1u);
