@@ -142,10 +142,11 @@ export class ReplicaCluster {
     this.replicas = new Map(); // port -> { child, calls, nextId, ready }
     live.add(this);
   }
-  /** Forks the replica on `port`; `r.ready` resolves with its ready message. Other messages
-   *  without an id go to `onMessage`; `onExit(error)` runs when it exits. */
-  fork(port, extra = [], onMessage = () => {}, onExit = () => {}) {
-    const args = ['bench', this.conf, String(port), join(this.dir, String(port)), String(this.timeout), ...extra];
+  /** Forks the replica on `port` (with `conf`, default the cluster's; '' for a newcomer);
+   *  `r.ready` resolves with its ready message. Other messages without an id go to
+   *  `onMessage`; `onExit(error)` runs when it exits. */
+  fork(port, extra = [], onMessage = () => {}, onExit = () => {}, conf = this.conf) {
+    const args = ['bench', conf, String(port), join(this.dir, String(port)), String(this.timeout), ...extra];
     const child = fork(this.file, args, { cwd: root, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
     const r = { child, calls: new Map(), nextId: 1 };
     r.ready = new Promise((resolve, reject) => {

@@ -4,6 +4,10 @@
 //     replica started with an empty configuration: once with the whole log to send, once
 //     with the log compacted by a snapshot on every replica. Reported: the CLI's time, the
 //     newcomer's bytes on disk once caught up, and how it got there. Target: it completes.
+//     Then the same with a large snapshot: three Store replicas (bench/store-replica.mjs)
+//     holding --objects (default 500,000) objects, every log compacted by a snapshot, and a
+//     fourth Store replica opened with config '' and added by the CLI: the time until it
+//     holds every object, and its snapshot's size (what was copied).
 //  2. A follower SIGKILLed under load (8 client threads, a snapshot every second so the
 //     leader compacts past it), restarted after 1-5 s: time from its restart until it has
 //     applied what the leader had committed at that moment. Target: median of 5 <= 2 s.
@@ -14,12 +18,14 @@ import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  buildPackage, buildRelease, counterClient, counterServer, live, numericOption, portAllocator, root, run, sleep,
+  ReplicaCluster, buildPackage, buildRelease, counterClient, counterServer, live, numericOption, portAllocator, root, run,
+  sleep,
 } from './lib.mjs';
 
 const option = (name, fallback) => numericOption('membership', name, fallback);
 const entries = Number(option('entries', '100000'));
 const trials = Number(option('trials', '5'));
+const objects = Number(option('objects', '500000'));
 
 await buildRelease('membership');
 buildPackage();
@@ -123,6 +129,44 @@ for (const compacted of [false, true]) {
     console.log(`  ${compacted ? 'log compacted (first index ' + firstIndex + ')' : 'whole log'}: ` +
       (ok ? `add_peer completed in ${ms.toFixed(0)} ms` : `add_peer FAILED after ${ms.toFixed(0)} ms: ${why}`) +
       `; newcomer applied ${applied} of ${last}, ${mib(bytes)} on disk, snapshots installed: ${installed}`);
+  } finally {
+    c.stop();
+  }
+}
+
+{
+  const [a, b, c3, d] = ports();
+  const c = new ReplicaCluster(join(root, 'bench/store-replica.mjs'), 'bench-membership-store-', [a, b, c3], 1000);
+  try {
+    await Promise.all(c.ports.map((p) => c.fork(p).ready));
+    const leader = await c.leader();
+    await c.call(leader, 'bulk', { objects, per: 5000 });
+    for (const p of c.ports) await c.call(p, 'snapshot');
+    const { applied, count } = await c.call(leader, 'status');
+    let caughtUp;
+    const joined = new Promise((resolve) => {
+      caughtUp = resolve;
+    });
+    const newcomer = c.fork(d, [String(count), String(applied)], (m) => m.caughtUp && caughtUp(m.caughtUp), () => {}, '');
+    await newcomer.ready;
+    const t0 = performance.now();
+    let cli = 0;
+    let why = '';
+    let err = '';
+    const code = await runCli(['add_peer', '--group=bench', `--conf=${c.conf}`, `--peer=127.0.0.1:${d}:0`, '--timeout_ms=120000'],
+      { stdout: () => {}, stderr: (s) => (err += s) });
+    cli = performance.now() - t0;
+    if (code !== 0) why = err.trim();
+    const done = code === 0 ? await Promise.race([joined, sleep(120_000).then(() => null)]) : null;
+    const ms = done ? done.at - (performance.timeOrigin + t0) : NaN;
+    const snapDir = join(c.dir, String(d), 'snapshot');
+    const snapBytes = readdirSync(snapDir).filter((n) => n.startsWith('snapshot_'))
+      .reduce((sum, n) => sum + bytesUnder(join(snapDir, n)), 0);
+    if (!done) allMet = false;
+    console.log(`  Store, ${count.toLocaleString('en-US')} objects, logs compacted: ` +
+      (code === 0 ? `add_peer completed in ${cli.toFixed(0)} ms` : `add_peer FAILED: ${why}`) +
+      (done ? `; the newcomer held every object ${ms.toFixed(0)} ms after the call began (applied ${done.applied}),` +
+        ` its snapshot ${mib(snapBytes)}` : '; the newcomer did not catch up'));
   } finally {
     c.stop();
   }

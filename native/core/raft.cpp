@@ -761,7 +761,7 @@ void Raft::replicate(const PeerId& to, uint64_t now) {
     uint64_t prev = pr.next - 1;
     auto prev_term = term_at(prev);
     if (!prev_term) return send_snapshot(to, pr, now);
-    pr.inflight.push_back({next_rpc_, now, prev, false});
+    pr.inflight.push_back({next_rpc_, now, prev, false, true});
     ++pr.appends_inflight;
     send(to, AppendEntriesRequest{hs_.term, *prev_term, prev, {}, commit_});
     return;
@@ -1019,6 +1019,16 @@ void Raft::handle(const Envelope& m, const AppendEntriesResponse& r, uint64_t no
   pr.last_ack_ms = now;
   pr.acked_sent_ms = std::max(pr.acked_sent_ms, f.sent_ms);
   pr.acked_rpc = std::max(pr.acked_rpc, m.rpc_id);
+  if (r.success && f.heartbeat && pr.state == ProgressState::Probe) {
+    // A probe is answered at once (it carries nothing to make durable), so a heartbeat sent
+    // after it and answered first means it was lost: probe again now, not after T.
+    for (auto it = pr.inflight.begin(); it != pr.inflight.end(); ++it)
+      if (it->probe && it->sent_ms < f.sent_ms) {
+        if (pr.appends_inflight) --pr.appends_inflight;
+        pr.inflight.erase(it);
+        break;
+      }
+  }
   if (r.success) {
     if (f.last_index > pr.match) pr.match = f.last_index;
     pr.next = std::max(pr.next, pr.match + 1);
@@ -1286,7 +1296,12 @@ void Raft::advance_conf_change(uint64_t now) {
         auto* pr = progress(p);
         auto& [seen_match, seen_ms] = cc_.catchup.try_emplace(p, 0, cc_.started_ms).first->second;
         bool answered = pr && pr->last_ack_ms > cc_.started_ms;
-        if (answered && pr->match + opt_.catchup_margin >= last_index()) continue;
+        // As braft's _is_catchup: an append or a snapshot to it succeeded (match is only ever
+        // raised by an acknowledgement), it needs no snapshot, and it is within the margin.
+        // Being within the margin at match 0 is not catching up.
+        if (answered && pr->match > 0 && pr->match + 1 >= first_index_ &&
+            pr->match + opt_.catchup_margin >= last_index())
+          continue;
         caught_up = false;
         // Progress: its match moved, or a snapshot is on its way to a peer that still answers
         // (heartbeats are answered during an install); a snapshot sent into silence is not.

@@ -263,6 +263,7 @@ class Raft {
     uint64_t sent_ms;
     uint64_t last_index;  // last entry index carried (prev index for heartbeats)
     bool heartbeat;
+    bool probe = false;  // an empty append asking where the peer's log ends
   };
   enum class ProgressState : uint8_t { Probe, Replicate, Snapshot };
   struct Progress {

@@ -552,6 +552,7 @@ class World {
   void check_log(Node& n, const LogWrite& w);
   void check_leader(Node& n);
   void inject_faults();
+  void take_snapshot(Node& n);
   void client_ops();
   Node* find_leader();
   void heal();
@@ -605,6 +606,7 @@ class World {
   uint64_t catchup_done_ms_ = 0;
   uint64_t catchup_next_try_ms_ = 0;
   int catchup_leader_ = -1;
+  bool catchup_snapshots_ = false;
 };
 
 void World::boot(Node& n) {
@@ -1186,16 +1188,16 @@ void World::inject_faults() {
     if (st.ok()) ++result_.transfers;
     drain(*leader);
   }
-  if (rng_.chance(s_.p_snapshot)) {
-    Node& n = *nodes_[pick()];
-    if (n.alive && !n.snapshot_in_progress && n.sm.index > 0) {
-      auto meta = n.core->snapshot_meta_at(n.sm.index);
-      if (meta && (!n.disk_snapshot ||
-                   meta->last_included_index > n.disk_snapshot->meta.last_included_index)) {
-        n.snapshot_in_progress = true;
-        persist(n, DurableSnapshot{*meta, n.sm}, rng_.range(1, 30));
-      }
-    }
+  if (rng_.chance(s_.p_snapshot)) take_snapshot(*nodes_[pick()]);
+}
+
+void World::take_snapshot(Node& n) {
+  if (!n.alive || n.snapshot_in_progress || n.sm.index == 0) return;
+  auto meta = n.core->snapshot_meta_at(n.sm.index);
+  if (meta &&
+      (!n.disk_snapshot || meta->last_included_index > n.disk_snapshot->meta.last_included_index)) {
+    n.snapshot_in_progress = true;
+    persist(n, DurableSnapshot{*meta, n.sm}, rng_.range(1, 30));
   }
 }
 
@@ -1225,6 +1227,14 @@ void World::start_catchup() {
   catchup_id_ = 0;
   if (!l || l->core->conf_index() > l->core->commit_index()) return;
   catchup_next_try_ms_ = now_ + 10;
+  if (!catchup_snapshots_ && s_.swap_in) {
+    // As an operator's `raftstore snapshot` on every replica first: the newcomer then
+    // installs a snapshot that ends where the leader's log ends.
+    catchup_snapshots_ = true;
+    for (auto& n : nodes_) take_snapshot(*n);
+    catchup_next_try_ms_ = now_ + 40;
+    return;
+  }
   Node& newcomer = *nodes_[s_.voters];
   Raft& c = *l->core;
   uint64_t id = next_cc_++;

@@ -1642,6 +1642,29 @@ TEST(RaftMembership, AddPeerAfterALongLogProbesTheNewPeerAndCatchesItUp) {
   EXPECT_GE(c.count_sent(And(To(3), IsAppendWithEntries)), 1u);
 }
 
+// The other symptom: with fewer entries than catchup_margin the change "passed" with
+// match index 0. Within the margin counts only once an append to the peer succeeded and it
+// needs no snapshot (braft's _is_catchup).
+TEST(RaftMembership, WithinTheMarginAtMatchZeroIsNotCaughtUp) {
+  Cluster c(3);  // catchup_margin 1000, a log of 11
+  AddNewcomerAfter(c, 10);
+  if (HasFatalFailure()) return;
+  // It answers probes and heartbeats; the entries for it are held in the network.
+  auto to3 = And(To(3), IsAppendWithEntries);
+  for (int round = 0; round < 4; ++round) {
+    c.now += kHeartbeat;
+    for (int i = 0; i < 4; ++i) c.tick(i);
+    c.deliver(Not(to3));
+  }
+  EXPECT_EQ(c.raft(3).last_index(), 0u);
+  EXPECT_TRUE(c.node(0).conf_changes.empty()) << "added while it had nothing";
+  EXPECT_EQ(c.raft(0).conf(), Conf({0, 1, 2}));
+  c.run_for(kT / 2);
+  ASSERT_EQ(c.node(0).conf_changes.size(), 1u);
+  EXPECT_TRUE(c.node(0).conf_changes[0].status.ok());
+  EXPECT_GE(c.raft(3).last_index(), 11u);
+}
+
 // braft re-arms the catch-up wait while the new peer advances: only a peer that made no
 // progress for catchup_timeout_ms fails the change, and the error says how far it got.
 TEST(RaftMembership, CatchUpThatKeepsProgressingOutlivesTheTimeout) {
