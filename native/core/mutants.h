@@ -20,8 +20,10 @@ enum class Mutant : int {
   StalledInstallNotRetried,   // a lost or failed InstallSnapshot is never sent again
   // In runtime code that the simulator runs (native/runtime/snapshot_transfer.cpp):
   ChunkOffsetOffByOne,      // a snapshot copy asks for each next chunk one byte too far
-  InstallAckBeforeDurable,  // the core adopts (and acknowledges) a copied snapshot before it is
+  InstallAckBeforeDurable,  // a copied snapshot is adopted (and acknowledged) before it is
                             // published
+  // native/runtime/proposals.cpp:
+  AckOnStepDown,  // a leader stepping down reports what it appended as applied
   Count
 };
 

@@ -42,6 +42,8 @@ const char* mutant_name(Mutant m) {
       return "chunk-offset-off-by-one";
     case Mutant::InstallAckBeforeDurable:
       return "install-ack-before-durable";
+    case Mutant::AckOnStepDown:
+      return "ack-on-step-down";
     case Mutant::Count:
       break;
   }

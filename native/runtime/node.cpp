@@ -98,8 +98,7 @@ void Node::check_stuck_apply(uint64_t now) {
 void Node::fail(const std::string& why) {
   // A replica that cannot persist stops rather than acknowledge what it did not store.
   failed_ = true;
-  for (auto& [index, p] : proposals_) p.second(core::Status{core::Code::Shutdown, why}, index);
-  proposals_.clear();
+  proposals_.fail_all({core::Code::Shutdown, why});
   auto forwarded = std::move(forwarded_);
   forwarded_.clear();
   for (auto& [index, done] : forwarded) done({core::Code::Shutdown, why}, index);
@@ -159,15 +158,7 @@ void Node::drain() {
         it->second({}, it->first);
         it = forwarded_.erase(it);
       }
-      for (const auto& e : rd.committed) {
-        auto it = proposals_.find(e.index);
-        if (it == proposals_.end()) continue;
-        bool mine = it->second.first == e.term;
-        it->second.second(mine ? core::Status{}
-                               : core::Status{core::Code::LeaderChanged, "entry was overwritten"},
-                          e.index);
-        proposals_.erase(it);
-      }
+      proposals_.applied(rd.committed);
     }
     for (const auto& r : rd.reads) {
       auto it = reads_.find(r.ctx);
@@ -177,18 +168,7 @@ void Node::drain() {
       done(r.status, r.index);
     }
     if (rd.install_snapshot) start_install(*rd.install_snapshot);
-    if (rd.role_changed && core_->role() != core::Role::Leader && !proposals_.empty()) {
-      // As braft on step-down: what this leader appended but did not commit may yet commit
-      // under the next leader, or be cut off, and if cut off its index may never be applied
-      // again. Waiting for it could be forever, so the outcome is reported as unknown.
-      auto lost = std::move(proposals_);
-      proposals_.clear();
-      for (auto& [index, p] : lost)
-        p.second({core::Code::LeaderChanged,
-                  "leadership lost before the entry committed (the "
-                  "outcome is unknown)"},
-                 index);
-    }
+    if (rd.role_changed && core_->role() != core::Role::Leader) proposals_.leadership_lost();
     if ((rd.role_changed || rd.leader_changed) && sm_.on_role)
       sm_.on_role(core_->role(), core_->term(), core_->leader());
     for (const auto& cc : rd.conf_changes) {
@@ -270,7 +250,7 @@ void Node::flush_proposals() {
     else if (!results[i].status.ok())
       q.done(results[i].status, 0);
     else
-      proposals_[results[i].index] = {results[i].term, std::move(q.done)};
+      proposals_.add(results[i].index, results[i].term, std::move(q.done));
   }
   drain();
 }

@@ -35,6 +35,7 @@
 #include <thread>
 
 #include "file_service.h"
+#include "proposals.h"
 #include "raft.h"
 #include "storage.h"
 #include "transport.h"
@@ -212,7 +213,7 @@ class Node : public std::enable_shared_from_this<Node> {
   std::map<core::PeerId, std::shared_ptr<rpc::Channel>> channels_;
   std::map<uint64_t, rpc::Server::Respond> inbound_;  // local id -> where the answer goes
   uint64_t next_inbound_ = 1;
-  std::map<uint64_t, std::pair<uint64_t, ProposeDone>> proposals_;  // index -> (term, done)
+  ProposalTracker proposals_;                  // this replica's proposals the core placed
   std::map<uint64_t, ProposeDone> forwarded_;  // applied by the leader, not yet here
   // Ranges (from, to] of indices this replica passed by installing a snapshot.
   std::vector<std::pair<uint64_t, uint64_t>> skipped_;

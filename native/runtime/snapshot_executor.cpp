@@ -139,11 +139,7 @@ bool Node::adopt_install(const core::SnapshotMeta& meta) {
     return false;
   }
   // Our proposals the snapshot covers: whether they made it is unknown here.
-  for (auto it = proposals_.begin();
-       it != proposals_.end() && it->first <= meta.last_included_index;) {
-    it->second.second({core::Code::LeaderChanged, "replaced by a snapshot"}, it->first);
-    it = proposals_.erase(it);
-  }
+  proposals_.passed_by_snapshot(meta.last_included_index);
   skipped_.emplace_back(applied_before, meta.last_included_index);
   for (auto it = forwarded_.begin();
        it != forwarded_.end() && it->first <= meta.last_included_index;) {

@@ -12,6 +12,7 @@
 #include <variant>
 #include <vector>
 
+#include "proposals.h"
 #include "raft.h"
 #include "rpc_codes.h"
 #include "snapshot_transfer.h"
@@ -391,7 +392,7 @@ struct Node {
   std::unique_ptr<Install> install;
   uint64_t next_install = 0;
   // clients
-  std::map<uint64_t, std::pair<uint64_t, uint64_t>> pending;  // index -> (term, op id)
+  runtime::ProposalTracker proposals;  // the runtime's: which client writes are acknowledged
   Configuration initial_conf;
 };
 
@@ -557,6 +558,7 @@ class World {
   Node* find_leader();
   void heal();
   void bulk_load();
+  void track(Node& n, uint64_t index, uint64_t term, uint64_t op);
   // A client write's bytes: its op id, padded to the scenario's entry size.
   std::string payload(uint64_t op) const {
     std::string d = std::to_string(op);
@@ -620,7 +622,7 @@ void World::boot(Node& n) {
   n.snapshot_in_progress = false;
   ++n.epoch;
   n.core = std::make_unique<Raft>(options_for(n), std::move(b), now_);
-  n.pending.clear();
+  n.proposals = runtime::ProposalTracker{};
   schedule(now_ + rng_.range(1, 5), TickEvent{n.id, n.epoch});
   trace("node " + std::to_string(n.id) + " boots term=" + std::to_string(n.disk_hs.term) +
         " log=" + std::to_string(n.disk_log.size()) + " snapshot=" +
@@ -638,8 +640,8 @@ void World::crash(Node& n) {
   n.writes[0].clear();
   n.writes[1].clear();
   n.core.reset();
-  n.pending.clear();
-  n.readers.clear();  // a process's readers die with it
+  n.proposals = runtime::ProposalTracker{};  // its clients see the connection drop: unknown
+  n.readers.clear();                         // a process's readers die with it
   n.install.reset();
   fail_requests_to(n);
   // Its connections close: the other replicas may hear of it at once (peer_unreachable).
@@ -827,16 +829,23 @@ void World::apply(Node& n, const Entry& e) {
          std::to_string(applied_[i].first) + " was applied elsewhere");
     return;
   }
-  auto it = n.pending.find(e.index);
-  if (it != n.pending.end()) {
-    bool mine = e.type == EntryType::Data && e.data && it->second.first == e.term &&
-                *e.data == payload(it->second.second);
-    if (mine) {
-      ++result_.acked_writes;
-      max_acked_ = std::max(max_acked_, e.index);
-    }
-    n.pending.erase(it);
-  }
+}
+
+// A client write the core placed at (index, term) on node n; the runtime's ProposalTracker
+// decides when and whether it is acknowledged, and this checks every acknowledgement
+// against what was applied there.
+void World::track(Node& n, uint64_t index, uint64_t term, uint64_t op) {
+  n.proposals.add(index, term, [this, op, term, id = n.id](Status st, uint64_t at) {
+    if (!st.ok()) return;
+    Entry mine{at, term, EntryType::Data, std::make_shared<const std::string>(payload(op)),
+               nullptr};
+    if (at == 0 || at > applied_.size() || applied_[at - 1].second != entry_hash(mine))
+      return fail("acknowledged write lost: node " + std::to_string(id) + " acknowledged op " +
+                  std::to_string(op) + " at index " + std::to_string(at) +
+                  ", where another entry was applied");
+    ++result_.acked_writes;
+    max_acked_ = std::max(max_acked_, at);
+  });
 }
 
 // A follower installs a snapshot as the runtime does: the runtime's SnapshotFetch copies it
@@ -942,6 +951,7 @@ void World::advance_install(Node& n) {
         if (i < chain_.size() && chain_[i] != 0 && chain_[i] != snap.sm.hash)
           fail("snapshot at " + std::to_string(snap.sm.index) + " disagrees with applied state");
         n.sm = snap.sm;
+        n.proposals.passed_by_snapshot(in.what.meta.last_included_index);
         ++result_.snapshots_installed;
         trace("node " + std::to_string(n.id) + " installed snapshot " +
               std::to_string(in.what.meta.last_included_index));
@@ -1030,6 +1040,8 @@ void World::drain(Node& n) {
       apply(n, e);
       if (!result_.ok) return;
     }
+    n.proposals.applied(rd.committed);  // as the runtime's drain, after the state machine
+    if (!result_.ok) return;
     if (rd.install_snapshot) start_install(n, *rd.install_snapshot);
     for (const auto& r : rd.reads) {
       auto it = reads_.find(r.ctx);
@@ -1058,6 +1070,7 @@ void World::drain(Node& n) {
             code_name(cc.status.code) + " " + cc.new_conf.to_string());
     }
     Raft& c = *n.core;
+    if (rd.role_changed && c.role() != Role::Leader) n.proposals.leadership_lost();
     if (rd.role_changed || rd.leader_changed)
       trace("node " + std::to_string(n.id) + " is " + role_name(c.role()) + " term " +
             std::to_string(c.term()) + " leader " + c.leader().to_string());
@@ -1214,7 +1227,7 @@ void World::bulk_load() {
   }
   auto res = l->core->propose_batch(std::move(data), now_);
   for (size_t i = 0; i < res.size(); ++i)
-    if (res[i].status.ok()) l->pending[res[i].index] = {res[i].term, ops[i]};
+    if (res[i].status.ok()) track(*l, res[i].index, res[i].term, ops[i]);
   drain(*l);
 }
 
@@ -1269,7 +1282,7 @@ void World::client_ops() {
     if (n.alive) {
       uint64_t op = next_op_++;
       auto res = n.core->propose(std::make_shared<const std::string>(payload(op)), now_);
-      if (res.status.ok()) n.pending[res.index] = {res.term, op};
+      if (res.status.ok()) track(n, res.index, res.term, op);
       drain(n);
     }
   }
