@@ -8,12 +8,12 @@
 #include <string>
 
 #include "raft.h"
+#include "rpc_codes.h"
 
 namespace raftstore::rpc {
 
 constexpr const char* kRaftService = "braft.RaftService";
 constexpr const char* kExtService = "raftstore.RaftExtService";
-constexpr int32_t kEBUSY = 16;  // braft answers AppendEntries with EBUSY while installing
 
 struct WireMessage {
   std::string service;  // set for requests

@@ -120,12 +120,13 @@ FileReply read_snapshot_file(const storage::SnapshotInfo& snapshot,
 // --- SnapshotCopier ----------------------------------------------------------------------
 
 SnapshotCopier::SnapshotCopier(Key, asio::io_context& io, std::string dir,
-                               core::SnapshotMeta expect, uint32_t call_timeout_ms, Done done)
+                               core::SnapshotMeta expect, int64_t reader_id,
+                               uint32_t call_timeout_ms, Done done)
     : call_timeout_ms_(call_timeout_ms),
       done_(std::move(done)),
       retry_timer_(io),
       files_(std::make_unique<Files>(std::move(dir))),
-      fetch_(std::make_unique<SnapshotFetch>(std::move(expect), 0)) {}
+      fetch_(std::make_unique<SnapshotFetch>(std::move(expect), reader_id)) {}
 
 SnapshotCopier::~SnapshotCopier() = default;
 
@@ -134,14 +135,14 @@ std::shared_ptr<SnapshotCopier> SnapshotCopier::start(asio::io_context& io, cons
                                                       const core::SnapshotMeta& expect,
                                                       uint32_t call_timeout_ms, Done done,
                                                       rpc::ChannelOptions channel) {
-  auto c = std::make_shared<SnapshotCopier>(Key{}, io, std::move(dir), expect, call_timeout_ms,
-                                            std::move(done));
   auto where = parse_snapshot_uri(uri);
+  auto c = std::make_shared<SnapshotCopier>(Key{}, io, std::move(dir), expect,
+                                            where ? where->reader_id : 0, call_timeout_ms,
+                                            std::move(done));
   if (!where) {
     asio::post(io, [c, uri] { c->finish(copy_error("malformed uri " + uri)); });
     return c;
   }
-  c->fetch_ = std::make_unique<SnapshotFetch>(expect, where->reader_id);
   c->channel_ = rpc::Channel::create(io, where->at, channel);
   c->call();
   return c;

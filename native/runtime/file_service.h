@@ -44,7 +44,7 @@ class SnapshotCopier : public std::enable_shared_from_this<SnapshotCopier> {
 
   struct Key {};
   SnapshotCopier(Key, asio::io_context& io, std::string dir, core::SnapshotMeta expect,
-                 uint32_t call_timeout_ms, Done done);
+                 int64_t reader_id, uint32_t call_timeout_ms, Done done);
   ~SnapshotCopier();
 
  private:

@@ -27,13 +27,13 @@ inline bool is_response(const core::Payload& p) {
          std::holds_alternative<core::ReadIndexResponse>(p);
 }
 
-constexpr int32_t kEPERM = 1;
-constexpr int32_t kENOENT = 2;
-constexpr int32_t kEIO = 5;
-constexpr int32_t kEAGAIN = 11;
-constexpr int32_t kEBUSY = 16;
-constexpr int32_t kEINVAL = 22;
-constexpr int32_t kECATCHUP = 10003;  // braft RaftError
+using rpc::kEAGAIN;
+using rpc::kEBUSY;
+using rpc::kECATCHUP;
+using rpc::kEINVAL;
+using rpc::kEIO;
+using rpc::kENOENT;
+using rpc::kEPERM;
 
 // braft's status codes for the core's refusals.
 inline int32_t errno_of(core::Code c) {

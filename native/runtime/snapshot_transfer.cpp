@@ -7,11 +7,12 @@
 
 namespace raftstore::runtime {
 
+using rpc::kEAGAIN;
+using rpc::kEIO;
+using rpc::kEPERM;
+
 namespace {
 
-constexpr int32_t kEPERM = 1;
-constexpr int32_t kEIO = 5;
-constexpr int32_t kEAGAIN = 11;
 constexpr int64_t kMaxReplyBytes = 4 << 20;  // whatever count a reader asks for
 constexpr size_t kSegmentHeader = 12;
 constexpr int64_t kWholeFile = 0xffffffffLL;  // braft asks for the meta file this way

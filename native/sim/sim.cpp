@@ -891,7 +891,7 @@ void World::on_file_request(const FileRequestEvent& ev) {
   }
   auto it = l.readers.find(ev.request.reader_id());
   if (it == l.readers.end()) {
-    reply.reply.error_code = 2;  // ENOENT: no such reader (restarted, or replaced)
+    reply.reply.error_code = rpc::kENOENT;  // no such reader (restarted, or replaced)
     reply.reply.error_text = "Fail to find reader";
   } else {
     MemSource source(snapshot_file(it->second.sm, s_.snapshot_bytes));
