@@ -92,9 +92,9 @@ void NodeHost::on_cli(const rpc::Frame& frame, const rpc::Server::Respond& respo
     auto node = find(req.group_id(), req.leader_id(), &code, &text);
     if (!node) return refuse(code, text);
     if (method == "add_peer")
-      node->change_conf(method, {*peer}, peers_reply(braft::AddPeerResponse{}));
+      node->replica().change_conf(method, {*peer}, peers_reply(braft::AddPeerResponse{}));
     else
-      node->change_conf(method, {*peer}, peers_reply(braft::RemovePeerResponse{}));
+      node->replica().change_conf(method, {*peer}, peers_reply(braft::RemovePeerResponse{}));
     return;
   }
   if (method == "change_peers") {
@@ -104,7 +104,7 @@ void NodeHost::on_cli(const rpc::Frame& frame, const rpc::Server::Respond& respo
     if (!rpc::get_peers(req.new_peers(), &peers)) return refuse(kEINVAL, "Fail to parse new_peers");
     auto node = find(req.group_id(), req.leader_id(), &code, &text);
     if (!node) return refuse(code, text);
-    return node->change_conf(method, peers, peers_reply(braft::ChangePeersResponse{}));
+    return node->replica().change_conf(method, peers, peers_reply(braft::ChangePeersResponse{}));
   }
   if (method == "reset_peer") {
     braft::ResetPeerRequest req;

@@ -8,6 +8,8 @@
 #include <cinttypes>
 #include <cstdio>
 
+#include "node_host_internal.h"
+
 namespace raftstore::runtime {
 
 namespace {
@@ -191,6 +193,45 @@ void SnapshotCopier::finish(storage::Status st) {
   files_->close();
   if (channel_) channel_->close();
   if (done) done(st);
+}
+
+int64_t NodeHost::open_reader(storage::SnapshotInfo snapshot, uint64_t ttl_ms) {
+  uint64_t now = now_ms();
+  for (auto it = readers_.begin(); it != readers_.end();)  // readers whose answer was lost
+    it = it->second.expires_ms < now ? readers_.erase(it) : std::next(it);
+  if (next_reader_ == 0) {
+    // As braft: distinct across processes and restarts, so a stale follower cannot read
+    // someone else's snapshot by an old id.
+    auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+                  std::chrono::system_clock::now().time_since_epoch())
+                  .count();
+    next_reader_ = (static_cast<int64_t>(::getpid()) << 45) | (us & ((int64_t{1} << 45) - 1));
+  }
+  int64_t id = next_reader_++;
+  readers_[id] = Reader{std::move(snapshot), now + ttl_ms};
+  return id;
+}
+
+void NodeHost::close_reader(int64_t id) { readers_.erase(id); }
+
+// braft's FileService: chunks of a snapshot lent to a follower by InstallSnapshot.
+void NodeHost::on_get_file(const rpc::Frame& frame, const rpc::Server::Respond& respond) {
+  const std::string& method = frame.meta.request().method_name();
+  if (method != "get_file")
+    return respond(rpc::kENOMETHOD, error_text(rpc::kENOMETHOD, "Fail to find method=" + method),
+                   "", "");
+  braft::GetFileRequest req;
+  if (!req.ParseFromString(frame.payload))
+    return respond(rpc::kEREQUEST, error_text(rpc::kEREQUEST, "Fail to parse GetFileRequest"), "",
+                   "");
+  auto it = readers_.find(req.reader_id());
+  if (it == readers_.end())
+    return respond(kENOENT,
+                   error_text(kENOENT, "Fail to find reader=" + std::to_string(req.reader_id())),
+                   "", "");
+  FileReply r = read_snapshot_file(it->second.snapshot, req);
+  if (r.error_code) return respond(r.error_code, error_text(r.error_code, r.error_text), "", "");
+  respond(0, "", r.response.SerializeAsString(), r.attachment);
 }
 
 }  // namespace raftstore::runtime

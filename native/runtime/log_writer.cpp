@@ -1,43 +1,31 @@
-// The log manager: one writer thread per node applies term/vote and log writes in order
-// and fsyncs once per batch (group commit), then reports back on the host thread.
+// The log manager's decisions: what one batch of the log writer commits, in what order, with
+// one log sync for all (group commit), and what the replica does once a batch is durable.
+// The writer itself (a thread per node, or the simulator's disk) is the environment's.
 
-#include "node_host_internal.h"
+#include "replica.h"
 
 namespace raftstore::runtime {
 
-void Node::write_loop() {
-  while (true) {
-    std::vector<Write> batch;
-    {
-      std::unique_lock<std::mutex> l(writes_mu_);
-      writes_cv_.wait(l, [&] { return stop_writer_ || !writes_.empty(); });
-      if (writes_.empty()) return;  // stopping, nothing left
-      batch.assign(std::make_move_iterator(writes_.begin()),
-                   std::make_move_iterator(writes_.end()));
-      writes_.clear();
+storage::Status commit_writes(std::vector<Write>& batch, LogDisk& disk) {
+  storage::Status st;
+  bool log_touched = false;
+  for (auto& w : batch) {
+    if (w.hard_state && !(st = disk.save_meta(*w.hard_state)).ok()) return st;
+    if (w.log.log_reset || w.log.log_write || w.log.compact_before) {
+      log_touched = true;
+      if (!(st = disk.apply_log(w.log)).ok()) return st;
     }
-    storage::Status st;
-    bool log_touched = false;
-    for (auto& w : batch) {
-      if (w.hard_state && !(st = meta_->save(*w.hard_state)).ok()) break;
-      if (w.log.log_reset || w.log.log_write || w.log.compact_before) {
-        log_touched = true;
-        if (!(st = log_->apply(w.log, false)).ok()) break;
-      }
-      if (w.publish) {  // a failed snapshot is reported, not fatal: the log still has it all
-        const storage::SnapshotInfo* info = nullptr;
-        w.publish_status = snapshots_->publish(*w.publish, &info);
-        if (w.publish_status.ok()) w.published = *info;
-      }
+    if (w.publish) {  // a failed snapshot is reported, not fatal: the log still has it all
+      storage::SnapshotInfo info;
+      w.publish_status = disk.publish(*w.publish, &info);
+      if (w.publish_status.ok()) w.published = std::move(info);
     }
-    if (st.ok() && log_touched) st = log_->sync();  // one fsync for the whole batch
-    asio::post(host_.io(), [weak = weak_from_this(), st, batch = std::move(batch)]() mutable {
-      if (auto self = weak.lock()) self->written(st, std::move(batch));
-    });
   }
+  if (log_touched) st = disk.sync_log();  // one fsync for the whole batch
+  return st;
 }
 
-void Node::written(storage::Status st, std::vector<Write> batch) {
+void Replica::written(storage::Status st, std::vector<Write> batch) {
   if (failed_) return;
   if (!st.ok()) return fail(st.message);
   for (const auto& w : batch) {
@@ -50,12 +38,6 @@ void Node::written(storage::Status st, std::vector<Write> batch) {
   drain();
 }
 
-void Node::queue_write(Write w) {
-  {
-    std::lock_guard<std::mutex> l(writes_mu_);
-    writes_.push_back(std::move(w));
-  }
-  writes_cv_.notify_one();
-}
+void Replica::queue_write(Write w) { env_.write(std::move(w)); }
 
 }  // namespace raftstore::runtime

@@ -26,7 +26,7 @@ storage::Status NodeHost::start(const std::string& ip, uint16_t port,
     if (it == h->connection_routes_.end()) return;
     for (const auto& [group, to, from] : it->second)
       if (auto node = h->nodes_.find({group, to}); node != h->nodes_.end())
-        node->second->peer_unreachable(from);
+        node->second->replica().peer_unreachable(from);
     h->connection_routes_.erase(it);
   });
   host->port_ = host->server_->port();

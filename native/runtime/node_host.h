@@ -16,12 +16,17 @@
 // core adopt it, the state machine load it, and the log reset follow: the InstallSnapshot
 // answer never runs ahead of a durable snapshot.
 //
-// One role a file: node_host.cpp (the host: thread, port, request routing), node.cpp (a
-// group member: open, tick, drain the Ready, proposals, membership and read calls),
-// log_writer.cpp (the writer thread: group commit), replicator.cpp (messages to and from
-// peers, transport failures back to the core), snapshot_executor.cpp (taking, installing
-// and serving snapshots; the transfer itself is snapshot_transfer.h, which the simulator
-// runs too), forward_service.cpp, cli_service.cpp, status.cpp (/raft_stat).
+// What is decided (all of the above) is in Replica (replica.h), which has no thread, socket
+// or file and which the simulator runs as it ships; Node is its environment here.
+//
+// One role a file. Decisions: replica.cpp (start, tick, drain the Ready, membership and read
+// calls), proposals.cpp (batching, forwarding, settling), replicator.cpp (messages to and
+// from peers, transport failures back to the core), log_writer.cpp (group commit),
+// snapshot_executor.cpp (taking and installing snapshots), snapshot_transfer.cpp (the copy
+// and the install order). Shells: node_host.cpp (the host: thread, port, request routing),
+// node.cpp (the Node environment: clock, channels, writer thread, files), file_service.cpp
+// (serving and copying snapshot files), forward_service.cpp, cli_service.cpp, status.cpp
+// (/raft_stat).
 #pragma once
 
 #include <atomic>
@@ -35,53 +40,12 @@
 #include <thread>
 
 #include "file_service.h"
-#include "proposals.h"
 #include "raft.h"
+#include "replica.h"
 #include "storage.h"
 #include "transport.h"
 
 namespace raftstore::runtime {
-
-struct NodeOptions {
-  std::string group;
-  core::PeerId self;
-  std::string data_dir;
-  core::Configuration initial_conf;  // used when the data directory holds none
-  core::Options raft;                // timeouts, batching; group/self/random are filled in
-  uint32_t tick_ms = 10;
-  // A proposal made at a replica that is not the leader goes to the leader over
-  // raftstore.ForwardService (RaftNode); otherwise it is refused with NotLeader (braft).
-  bool forward_proposals = false;
-  uint32_t snapshot_interval_s = 0;  // take a snapshot this often (braft's default 3600); 0: never
-  uint64_t snapshot_log_threshold = 0;  // or once this many entries were applied since; 0: never
-  // A leader whose state machine reports no progress (report_applied) for this long while
-  // entries wait for it hands leadership to an up-to-date follower; 0: never. For state
-  // machines that apply off the host's thread (the Node binding's event loop).
-  uint32_t stuck_apply_timeout_ms = 0;
-  // The first kLeaderTimeBytes of every proposal are the leader's: the replica that appends
-  // the entry (always the leader) overwrites them with its wall clock, in ms since the epoch
-  // (u64 LE), so every replica applies the same time and it comes from one clock per term.
-  // Shorter proposals are refused (InvalidArgument).
-  bool stamp_leader_time = false;
-  std::function<uint64_t()> wall_clock_ms;  // unset: the system clock (tests give each node one)
-};
-inline constexpr size_t kLeaderTimeBytes = 8;
-
-// The application's replicated state. Every callback runs on the host's thread.
-struct StateMachine {
-  using SaveDone = std::function<void(storage::Status)>;
-  // Committed entries, in order.
-  std::function<void(const std::vector<core::Entry>&)> apply;
-  // Writes the state as of the last applied entry into `dir`: capture it before returning,
-  // then write (on any thread) and call `done` (from any thread). Unset: no snapshots.
-  std::function<void(const std::string& dir, SaveDone done)> save;
-  // Replaces the state with the snapshot in `dir`; an error stops the replica.
-  std::function<storage::Status(const std::string& dir)> load;
-  // Role, term or leader changed (optional).
-  std::function<void(core::Role role, uint64_t term, const core::PeerId& leader)> on_role;
-};
-// The outcome of a proposal on the replica that made it: applied at (index, term), or not.
-using ProposeDone = std::function<void(core::Status, uint64_t index)>;
 
 class NodeHost;
 
@@ -107,153 +71,113 @@ class HostGate {
   asio::io_context* io_;
 };
 
-class Node : public std::enable_shared_from_this<Node> {
+// A Raft group member in a NodeHost: a Replica (replica.h), which decides everything, in
+// the threaded environment: the host's io_context and clock, rpc channels to its peers, a
+// log-writer thread over the data directory's files, and a SnapshotCopier for installs.
+class Node : public std::enable_shared_from_this<Node>, private ReplicaEnv {
  public:
   // Thread-safe; `done` runs on the host's thread once the entry is applied here (or at
   // once, on the caller's, if the host is gone).
   void propose(std::string data, ProposeDone done);
-  core::NodeStatus status();  // thread-safe snapshot
+  core::NodeStatus status() { return replica_->status(); }  // thread-safe
   const NodeOptions& options() const { return opt_; }
   // Takes a snapshot now (as CliService snapshot); `done` runs on the host's thread once it
   // is published, or at once if nothing was applied since the last one. Thread-safe.
   void snapshot(std::function<void(storage::Status)> done);
   // The index of the newest published snapshot (0: none). Thread-safe.
-  uint64_t snapshot_index();
+  uint64_t snapshot_index() const { return replica_->snapshot_index(); }
 
   // Membership, as braft's CliService does it on this node. Thread-safe; `done` runs on the
   // host's thread. "add_peer" and "remove_peer" take one peer, "change_peers" the new set;
   // answered when the change commits (or fails) with the old and new configurations.
-  using ConfDone = std::function<void(const core::ConfChangeResult&)>;
+  using ConfDone = Replica::ConfDone;
   void change_membership(std::string method, core::PeerList peers, ConfDone done);
   using StatusDone = std::function<void(core::Status)>;
   // An empty target: any peer (braft's ANY_PEER). Answered when the transfer starts.
   void transfer_leadership(core::PeerId target, StatusDone done);
   // braft's reset_peers: forced, local, unsafe by design (quorum loss only).
   void reset_peers(core::PeerList peers, StatusDone done);
-  // A read barrier: `done` gets an index such that a read after applying it is
-  // linearizable (ReadIndex through the leader), or, with `lease` and a valid leader lease
-  // here, the commit index at once.
-  using ReadDone = std::function<void(core::Status, uint64_t index)>;
+  // A read barrier (Replica::read_index). Thread-safe.
+  using ReadDone = Replica::ReadDone;
   void read_index(bool lease, ReadDone done);
   // The state machine has applied everything up to `index` (for stuck_apply_timeout_ms).
   // Thread-safe.
-  void report_applied(uint64_t index) { reported_applied_.store(index); }
+  void report_applied(uint64_t index) { replica_->report_applied(index); }
 
   struct Key {};
   Node(Key, NodeHost& host, NodeOptions opt, StateMachine sm);
-  ~Node();
+  ~Node() override;
   storage::Status open();  // on the host's thread
 
  private:
   friend class NodeHost;
+  Replica& replica() { return *replica_; }  // host thread
   void tick();
-  void drain();
-  void send(core::Envelope env);
   const std::shared_ptr<rpc::Channel>& channel_to(const core::PeerId& peer);
   void on_request(core::Envelope env, rpc::Server::Respond respond);
-  void flush_proposals();
   // Runs `work` on the host's thread while this node is active; otherwise `refused` gets
   // why (the node stopped, or its host is gone). Thread-safe.
   template <typename Work, typename Refused>
   void on_host(Work work, Refused refused) {
     auto why = std::make_shared<Refused>(std::move(refused));
     bool posted = gate_->post([self = shared_from_this(), work = std::move(work), why]() mutable {
-      if (self->failed_) return (*why)("node is not active");
+      if (self->replica_->failed()) return (*why)("node is not active");
       work();
     });
     if (!posted) (*why)("the node host is gone");
   }
-  void enqueue(std::string data, ProposeDone done, bool may_forward);
-  void forward(std::shared_ptr<const std::string> data, ProposeDone done);
-  // The leader applied a proposal forwarded from here at `index`: done once this replica
-  // applies it too (so the proposer sees its own write), or knows it never will.
-  void forwarded_applied(uint64_t index, ProposeDone done);
-  void peer_unreachable(const core::PeerId& peer);
-  void fail(const std::string& why);
-  void check_stuck_apply(uint64_t now);
-  uint64_t wall_ms() const;
-  void refresh_status();  // what status() returns, from the core
   // The host is going away: fail what is pending, drop connections, stop the writer and
   // release the data directory, even if someone still holds this Node.
   void stop();
-  struct Write {
-    std::optional<core::HardState> hard_state;
-    uint64_t meta_seq = 0;
-    core::Ready log;  // only log_reset, log_write, compact_before
-    // Publish the temp directory as this snapshot; the outcome comes back in the Write.
-    std::optional<core::SnapshotMeta> publish;
-    bool installed = false;  // copied from the leader rather than taken here
-    storage::Status publish_status;
-    std::optional<storage::SnapshotInfo> published;
-  };
   void write_loop();
-  void written(storage::Status st, std::vector<Write> batch);
-  void queue_write(Write w);
-  void start_snapshot();
-  void snapshot_saved(storage::Status st, const core::SnapshotMeta& meta);
-  void start_install(const core::SnapshotInstall& install);
-  void snapshot_published(const Write& w);
-  void advance_install(const core::SnapshotMeta& meta, const storage::Status& st);
-  bool adopt_install(const core::SnapshotMeta& meta);
-  void finish_snapshot(const storage::Status& st);
-  // CliService on this node (host thread). `done` gets the old and new configuration.
-  using CliDone = std::function<void(const core::ConfChangeResult&)>;
-  void change_conf(const std::string& method, const core::PeerList& peers, CliDone done);
+
+  // ReplicaEnv, over Asio, sockets, a thread and files.
+  uint64_t now_ms() override;
+  uint64_t wall_ms() override;
+  bool post(std::function<void()> f) override;
+  void call(core::Envelope req, uint32_t timeout_ms, const storage::SnapshotInfo* lend) override;
+  void respond(core::Envelope resp) override;
+  void forward(const core::PeerId& leader, std::shared_ptr<const std::string> data,
+               uint32_t timeout_ms, ForwardDone done) override;
+  void write(Write w) override;
+  storage::Status begin_snapshot(std::string* dir) override;
+  void copy_snapshot(const core::SnapshotInstall& install, const std::string& dir,
+                     uint32_t call_timeout_ms, std::function<void(storage::Status)> done) override;
+  void cancel_copy() override;
+
+  // The data directory's files, as the log writer's disk (writer thread).
+  class FileDisk : public LogDisk {
+   public:
+    explicit FileDisk(Node& n) : n_(n) {}
+    storage::Status save_meta(const core::HardState& hs) override;
+    storage::Status apply_log(const core::Ready& log) override;
+    storage::Status sync_log() override;
+    storage::Status publish(const core::SnapshotMeta& meta, storage::SnapshotInfo* out) override;
+
+   private:
+    Node& n_;
+  };
 
   NodeHost& host_;  // valid while gate_ is open
   std::shared_ptr<HostGate> gate_;
   NodeOptions opt_;
-  StateMachine sm_;
+  StateMachine sm_;  // until open() hands it to the replica
+  std::unique_ptr<Replica> replica_;
   std::unique_ptr<storage::DirLock> lock_;
   std::unique_ptr<storage::SegmentLog> log_;
   std::unique_ptr<storage::MetaStore> meta_;
   std::unique_ptr<storage::SnapshotStore> snapshots_;
-  std::unique_ptr<core::Raft> core_;
   std::unique_ptr<asio::steady_timer> ticker_;
   std::map<core::PeerId, std::shared_ptr<rpc::Channel>> channels_;
   std::map<uint64_t, rpc::Server::Respond> inbound_;  // local id -> where the answer goes
   uint64_t next_inbound_ = 1;
-  ProposalTracker proposals_;                  // this replica's proposals the core placed
-  std::map<uint64_t, ProposeDone> forwarded_;  // applied by the leader, not yet here
-  // Ranges (from, to] of indices this replica passed by installing a snapshot.
-  std::vector<std::pair<uint64_t, uint64_t>> skipped_;
-  std::mutex proposals_mu_;  // guards the queue of proposals not yet given to the core
-  struct Queued {
-    std::string data;
-    ProposeDone done;
-    bool may_forward;
-  };
-  std::vector<Queued> queued_;
-  bool flush_scheduled_ = false;
-  std::map<uint64_t, CliDone> conf_changes_;  // by change id
-  std::map<uint64_t, ReadDone> reads_;        // by read ctx
-  uint64_t next_read_ = 1;
-  uint64_t next_change_ = 1;
-  bool failed_ = false;
-  // Snapshots (host thread).
-  enum class SnapshotOp : uint8_t { None, Saving, Installing } snapshot_op_ = SnapshotOp::None;
-  std::vector<std::function<void(storage::Status)>> snapshot_waiters_;
-  std::optional<core::SnapshotInstall> pending_install_;  // arrived while saving
   std::shared_ptr<SnapshotCopier> copier_;
-  InstallOrder install_order_;
-  std::optional<storage::SnapshotInfo> published_;  // what FileService serves
-  std::atomic<uint64_t> published_index_{0};
-  uint64_t next_snapshot_ms_ = 0;
-  uint64_t snapshots_installed_ = 0;
-  uint64_t snapshot_failures_ = 0;
-  // The stuck-apply guard (host thread, but reported_applied_).
-  std::atomic<uint64_t> reported_applied_{0};
-  uint64_t stuck_seen_applied_ = 0;
-  uint64_t stuck_since_ms_ = 0;
-  uint64_t stuck_transfers_ = 0;
-  std::string last_snapshot_error_;
+  FileDisk disk_{*this};
   std::thread writer_;
   std::mutex writes_mu_;
   std::condition_variable writes_cv_;
   std::deque<Write> writes_;
   bool stop_writer_ = false;
-  std::mutex status_mu_;
-  core::NodeStatus status_;
 };
 
 class NodeHost {

@@ -19,14 +19,6 @@ inline uint64_t ms_of() {
 // Raft's timers: monotonic.
 inline uint64_t now_ms() { return ms_of<std::chrono::steady_clock>(); }
 
-inline bool is_response(const core::Payload& p) {
-  return std::holds_alternative<core::RequestVoteResponse>(p) ||
-         std::holds_alternative<core::AppendEntriesResponse>(p) ||
-         std::holds_alternative<core::InstallSnapshotResponse>(p) ||
-         std::holds_alternative<core::TimeoutNowResponse>(p) ||
-         std::holds_alternative<core::ReadIndexResponse>(p);
-}
-
 using rpc::kEAGAIN;
 using rpc::kEBUSY;
 using rpc::kECATCHUP;
@@ -55,11 +47,6 @@ inline int32_t errno_of(core::Code c) {
       return kEINVAL;
   }
   return kEINVAL;
-}
-
-inline uint32_t install_timeout_ms(const core::Options& o) {
-  return static_cast<uint32_t>(o.install_snapshot_timeout_ms ? o.install_snapshot_timeout_ms
-                                                             : 10 * o.election_timeout_ms);
 }
 
 }  // namespace raftstore::runtime

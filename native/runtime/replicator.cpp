@@ -1,71 +1,57 @@
-// Messages to and from peers: requests go out over one channel per peer (bound to this
-// replica's ip); answers and transport failures go back to the core.
+// Messages to and from peers: requests go out through the environment (one channel per peer,
+// bound to this replica's ip, in the threaded runtime); answers and transport failures go
+// back to the core, which decides what to send next.
 
-#include "codec.h"
-#include "node_host_internal.h"
+#include "replica.h"
 
 namespace raftstore::runtime {
 
-void Node::send(Envelope env) {
-  int64_t reader = 0;
-  uint32_t timeout = static_cast<uint32_t>(opt_.raft.election_timeout_ms);
+namespace {
+bool is_response(const core::Payload& p) {
+  return std::holds_alternative<core::RequestVoteResponse>(p) ||
+         std::holds_alternative<core::AppendEntriesResponse>(p) ||
+         std::holds_alternative<core::InstallSnapshotResponse>(p) ||
+         std::holds_alternative<core::TimeoutNowResponse>(p) ||
+         std::holds_alternative<core::ReadIndexResponse>(p);
+}
+}  // namespace
+
+void Replica::send(core::Envelope env) {
+  if (is_response(env.payload)) return env_.respond(std::move(env));
+  auto timeout = static_cast<uint32_t>(opt_.raft.election_timeout_ms);
+  const storage::SnapshotInfo* lend = nullptr;
   if (auto* is = std::get_if<core::InstallSnapshotRequest>(&env.payload)) {
     // The snapshot the core names must be the one on disk; if not (a newer one is being
     // published), drop the request: the core sends it again.
     if (!published_ || published_->meta.last_included_index != is->meta.last_included_index) return;
     timeout = install_timeout_ms(opt_.raft);
-    reader = host_.open_reader(*published_, timeout + opt_.raft.election_timeout_ms);
-    is->uri = format_snapshot_uri(opt_.self, reader);
+    lend = &*published_;
   }
-  rpc::WireMessage w = rpc::encode(env);
-  if (is_response(env.payload)) {
-    auto it = inbound_.find(env.rpc_id);
-    if (it == inbound_.end()) return;
-    it->second(w.error_code, w.error_code ? "busy" : "", w.payload, w.attachment);
-    inbound_.erase(it);
-    return;
-  }
-  channel_to(env.to)->call(
-      w.service, w.method, std::move(w.payload), std::move(w.attachment), timeout,
-      [self = shared_from_this(), req = std::move(env), reader](int32_t code, const std::string&,
-                                                                rpc::Frame f) {
-        if (reader) self->host_.close_reader(reader);
-        if (self->failed_) return;
-        if (code != 0) {  // not sent, or no answer will come: the core retries soon
-          self->core_->rpc_failed(req.to, req.rpc_id, now_ms());
-          return self->drain();
-        }
-        auto resp = rpc::decode_response(req, f.meta.response().error_code(), f.payload);
-        if (!resp) return;
-        self->core_->step(*resp, now_ms());
-        self->drain();
-      });
+  env_.call(std::move(env), timeout, lend);
 }
 
-// Outgoing connections leave from this replica's own address, so that on a multi-homed
-// host the peers see the source they know it by.
-const std::shared_ptr<rpc::Channel>& Node::channel_to(const core::PeerId& peer) {
-  auto& ch = channels_[peer];
-  if (!ch) {
-    rpc::ChannelOptions o;
-    o.bind_address = asio::ip::address_v4(opt_.self.ip);
-    ch = rpc::Channel::create(host_.io(),
-                              asio::ip::tcp::endpoint(asio::ip::address_v4(peer.ip), peer.port), o);
-  }
-  return ch;
-}
-
-void Node::on_request(Envelope env, rpc::Server::Respond respond) {
-  if (failed_) return respond(kEINVAL, "node is not active", "", "");  // as braft
-  env.rpc_id = next_inbound_++;
-  inbound_[env.rpc_id] = std::move(respond);
-  core_->step(env, now_ms());
+void Replica::receive(const core::Envelope& req) {
+  if (failed_) return;
+  core_->step(req, env_.now_ms());
   drain();
 }
 
-void Node::peer_unreachable(const core::PeerId& peer) {
+void Replica::answered(const core::Envelope& resp) {
   if (failed_) return;
-  core_->peer_unreachable(peer, now_ms());
+  core_->step(resp, env_.now_ms());
+  drain();
+}
+
+// Not sent, or no answer will come: the core retries soon.
+void Replica::call_failed(const core::PeerId& to, uint64_t rpc_id) {
+  if (failed_) return;
+  core_->rpc_failed(to, rpc_id, env_.now_ms());
+  drain();
+}
+
+void Replica::peer_unreachable(const core::PeerId& peer) {
+  if (failed_) return;
+  core_->peer_unreachable(peer, env_.now_ms());
   drain();
 }
 

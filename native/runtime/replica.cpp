@@ -1,0 +1,198 @@
+// A replica's main loop: starting the core, ticking, draining its Ready in order (persist,
+// send, apply, answer the waiting callers), membership and read calls, and the stuck-apply
+// guard. Proposals are in proposals.cpp, messages in replicator.cpp, the log writer's side
+// in log_writer.cpp, snapshots in snapshot_executor.cpp.
+
+#include "replica.h"
+
+#include <random>
+
+namespace raftstore::runtime {
+
+Replica::Replica(ReplicaEnv& env, NodeOptions opt, StateMachine sm)
+    : env_(env), opt_(std::move(opt)), sm_(std::move(sm)) {}
+
+void Replica::start(core::Boot boot, std::optional<storage::SnapshotInfo> published,
+                    uint64_t seed) {
+  if (published) {
+    published_index_ = published->meta.last_included_index;
+    published_ = std::move(published);
+  }
+  uint64_t now = env_.now_ms();
+  next_snapshot_ms_ = now + opt_.snapshot_interval_s * 1000ull;
+  core::Options o = opt_.raft;
+  o.group = opt_.group;
+  o.self = opt_.self;
+  o.random = [rng = std::mt19937_64(seed)]() mutable { return rng(); };
+  core_ = std::make_unique<core::Raft>(std::move(o), std::move(boot), now);
+  drain();
+}
+
+void Replica::tick() {
+  if (failed_) return;
+  uint64_t now = env_.now_ms();
+  core_->tick(now);
+  drain();
+  if (snapshot_op_ == SnapshotOp::None && sm_.save) {
+    bool timer = opt_.snapshot_interval_s && now >= next_snapshot_ms_;
+    bool size = opt_.snapshot_log_threshold &&
+                core_->applied_index() >= published_index_ + opt_.snapshot_log_threshold;
+    if (timer || size) {
+      next_snapshot_ms_ = now + opt_.snapshot_interval_s * 1000ull;
+      start_snapshot();
+      drain();
+    }
+  }
+  if (opt_.stuck_apply_timeout_ms) check_stuck_apply(now);
+}
+
+// Native heartbeats keep a leader whose event loop is blocked in office (the point of this
+// engine), but its clients wait on applies that do not happen: after stuck_apply_timeout_ms
+// without progress while entries wait, it hands over to the most up-to-date follower. A
+// state machine that is slow but moving is not stuck.
+void Replica::check_stuck_apply(uint64_t now) {
+  uint64_t applied = reported_applied_.load();
+  if (applied >= core_->applied_index() || applied != stuck_seen_applied_) {
+    stuck_seen_applied_ = applied;
+    stuck_since_ms_ = now;
+    return;
+  }
+  if (core_->role() != core::Role::Leader || now - stuck_since_ms_ < opt_.stuck_apply_timeout_ms)
+    return;
+  stuck_since_ms_ = now;  // at most one attempt per period
+  ++stats_.stuck_transfers;
+  if (core_->transfer_leader(core::PeerId{}, now).ok()) drain();
+}
+
+void Replica::fail(const std::string& why) {
+  // A replica that cannot persist stops rather than acknowledge what it did not store.
+  if (failed_) return;
+  failed_ = true;
+  proposals_.fail_all({core::Code::Shutdown, why});
+  auto forwarded = std::move(forwarded_);
+  forwarded_.clear();
+  for (auto& [index, done] : forwarded) done({core::Code::Shutdown, why}, index);
+  env_.cancel_copy();
+  auto waiters = std::move(snapshot_waiters_);
+  snapshot_waiters_.clear();
+  for (auto& done : waiters) done({storage::Code::Io, why});
+  auto reads = std::move(reads_);
+  reads_.clear();
+  for (auto& [ctx, done] : reads) done({core::Code::Shutdown, why}, 0);
+  auto changes = std::move(conf_changes_);
+  conf_changes_.clear();
+  if (!core_) return;
+  for (auto& [id, done] : changes)
+    done(core::ConfChangeResult{id, {core::Code::Shutdown, why}, core_->conf(), core_->conf()});
+}
+
+void Replica::drain() {
+  bool took = false;
+  while (!failed_ && core_->has_ready()) {
+    core::Ready rd = core_->take_ready();
+    took = true;
+    env_.observe(rd);
+    refresh_status();  // before the callbacks below: whoever they wake may read status()
+    if (rd.hard_state || rd.log_reset || rd.log_write || rd.compact_before) {
+      Write w;
+      w.hard_state = rd.hard_state;
+      w.meta_seq = rd.meta_seq;
+      w.log.log_reset = std::move(rd.log_reset);
+      w.log.log_write = std::move(rd.log_write);
+      w.log.compact_before = rd.compact_before;
+      env_.write(std::move(w));
+    }
+    // Sent at once: the core never releases a message that depends on something not yet
+    // durable, so a leader replicates while its own fsync is in flight.
+    for (auto& m : rd.messages) send(std::move(m));
+    if (!rd.committed.empty()) {
+      sm_.apply(rd.committed);
+      for (auto it = forwarded_.begin();
+           it != forwarded_.end() && it->first <= rd.committed.back().index;) {
+        it->second({}, it->first);
+        it = forwarded_.erase(it);
+      }
+      proposals_.applied(rd.committed);
+    }
+    for (const auto& r : rd.reads) {
+      auto it = reads_.find(r.ctx);
+      if (it == reads_.end()) continue;
+      auto done = std::move(it->second);
+      reads_.erase(it);
+      done(r.status, r.index);
+    }
+    if (rd.install_snapshot) start_install(*rd.install_snapshot);
+    if (rd.role_changed && core_->role() != core::Role::Leader) proposals_.leadership_lost();
+    if ((rd.role_changed || rd.leader_changed) && sm_.on_role)
+      sm_.on_role(core_->role(), core_->term(), core_->leader());
+    for (const auto& cc : rd.conf_changes) {
+      auto it = conf_changes_.find(cc.id);
+      if (it == conf_changes_.end()) continue;
+      auto done = std::move(it->second);
+      conf_changes_.erase(it);
+      done(cc);
+    }
+  }
+  if (!took) refresh_status();  // a tick or message may change what status() shows, Ready or not
+}
+
+void Replica::change_conf(const std::string& method, const core::PeerList& peers,
+                          ConfDone done) {
+  uint64_t id = next_change_++;
+  if (failed_)
+    return done(core::ConfChangeResult{id, {core::Code::Shutdown, "node is not active"}, {}, {}});
+  bool one = method == "add_peer" || method == "remove_peer";
+  if (one && peers.size() != 1)
+    return done({id, {core::Code::InvalidArgument, method + " takes one peer"}, {}, {}});
+  uint64_t now = env_.now_ms();
+  core::Status st;
+  if (method == "add_peer")
+    st = core_->add_peer(id, peers.front(), now);
+  else if (method == "remove_peer")
+    st = core_->remove_peer(id, peers.front(), now);
+  else if (method == "change_peers")
+    st = core_->change_peers(id, peers, now);
+  else if (method == "change_learners")
+    st = core_->change_learners(id, peers, now);
+  else
+    st = {core::Code::InvalidArgument, "no membership method " + method};
+  if (!st.ok()) return done(core::ConfChangeResult{id, st, core_->conf(), core_->conf()});
+  conf_changes_[id] = std::move(done);  // answered when the change commits or fails
+  drain();
+}
+
+core::Status Replica::transfer_leader(const core::PeerId& target) {
+  if (failed_) return {core::Code::Shutdown, "node is not active"};
+  auto st = core_->transfer_leader(target, env_.now_ms());
+  drain();
+  return st;
+}
+
+core::Status Replica::reset_peers(const core::PeerList& peers) {
+  if (failed_) return {core::Code::Shutdown, "node is not active"};
+  auto st = core_->reset_peers(peers, env_.now_ms());
+  drain();
+  return st;
+}
+
+void Replica::read_index(bool lease, ReadDone done) {
+  if (failed_) return done({core::Code::Shutdown, "node is not active"}, 0);
+  uint64_t now = env_.now_ms();
+  if (lease && core_->lease_valid(now)) return done({}, core_->commit_index());
+  uint64_t ctx = next_read_++;
+  reads_[ctx] = std::move(done);
+  core_->read_index(ctx, now);
+  drain();
+}
+
+core::NodeStatus Replica::status() {
+  std::lock_guard<std::mutex> lock(status_mu_);
+  return status_;
+}
+
+void Replica::refresh_status() {
+  std::lock_guard<std::mutex> lock(status_mu_);
+  status_ = core_->status();
+}
+
+}  // namespace raftstore::runtime
