@@ -24,6 +24,10 @@ enum class Mutant : int {
                             // published
   // native/runtime/proposals.cpp:
   AckOnStepDown,  // a leader stepping down reports what it appended as applied
+  // native/runtime/ (Replica, hosted by the simulator):
+  SkipGroupSync,                 // the log writer reports a batch durable without syncing it
+  AckForwardedBeforeLocalApply,  // a forwarded write is acknowledged before it applies here
+  LeaseReadWithoutLease,         // a lease read answers without checking the lease
   Count
 };
 

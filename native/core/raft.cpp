@@ -44,6 +44,12 @@ const char* mutant_name(Mutant m) {
       return "install-ack-before-durable";
     case Mutant::AckOnStepDown:
       return "ack-on-step-down";
+    case Mutant::SkipGroupSync:
+      return "skip-group-sync";
+    case Mutant::AckForwardedBeforeLocalApply:
+      return "ack-forwarded-before-local-apply";
+    case Mutant::LeaseReadWithoutLease:
+      return "lease-read-without-lease";
     case Mutant::Count:
       break;
   }

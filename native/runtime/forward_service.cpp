@@ -20,17 +20,8 @@ void NodeHost::on_forward(const rpc::Frame& frame, const rpc::Server::Respond& r
   node->replica().propose(
       frame.attachment,
       [node, respond](core::Status st, uint64_t index) {
-        raftstore::wire::ForwardResponse resp;
-        resp.set_success(st.ok());
-        if (st.ok())
-          resp.set_index(static_cast<int64_t>(index));
-        else {
-          resp.set_code(static_cast<int32_t>(st.code));
-          resp.set_message(st.message);
-          if (auto leader = node->status().leader; !leader.empty())
-            resp.set_leader_id(leader.to_string());
-        }
-        respond(0, "", resp.SerializeAsString(), "");
+        respond(0, "",
+                forward_response(st, index, st.ok() ? core::PeerId{} : node->status().leader), "");
       },
       false);
 }

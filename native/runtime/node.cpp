@@ -83,28 +83,27 @@ void Node::propose(std::string data, ProposeDone done) {
 }
 
 void Node::snapshot(std::function<void(storage::Status)> done) {
-  on_host([self = shared_from_this(), done]() mutable { self->replica_->snapshot(std::move(done)); },
-          [done](const std::string& why) {
-            done({storage::Code::Io, why});
-          });
-}
-
-void Node::change_membership(std::string method, core::PeerList peers, ConfDone done) {
   on_host(
-      [self = shared_from_this(), method = std::move(method), peers = std::move(peers), done] {
-        self->replica_->change_conf(method, peers, done);
-      },
+      [self = shared_from_this(), done]() mutable { self->replica_->snapshot(std::move(done)); },
       [done](const std::string& why) {
-        done({0, {core::Code::Shutdown, why}, {}, {}});
+        done({storage::Code::Io, why});
       });
 }
 
-void Node::transfer_leadership(core::PeerId target, StatusDone done) {
-  on_host([self = shared_from_this(), target,
-           done] { done(self->replica_->transfer_leader(target)); },
+void Node::change_membership(std::string method, core::PeerList peers, ConfDone done) {
+  on_host([self = shared_from_this(), method = std::move(method), peers = std::move(peers),
+           done] { self->replica_->change_conf(method, peers, done); },
           [done](const std::string& why) {
-            done({core::Code::Shutdown, why});
+            done({0, {core::Code::Shutdown, why}, {}, {}});
           });
+}
+
+void Node::transfer_leadership(core::PeerId target, StatusDone done) {
+  on_host(
+      [self = shared_from_this(), target, done] { done(self->replica_->transfer_leader(target)); },
+      [done](const std::string& why) {
+        done({core::Code::Shutdown, why});
+      });
 }
 
 void Node::reset_peers(core::PeerList peers, StatusDone done) {
@@ -141,7 +140,8 @@ void Node::call(Envelope req, uint32_t timeout_ms, const storage::SnapshotInfo* 
     // Lent for the request's deadline and a little more: a follower copying past it is
     // refused and the leader sends a newer snapshot.
     reader = host_.open_reader(*lend, timeout_ms + opt_.raft.election_timeout_ms);
-    std::get<core::InstallSnapshotRequest>(req.payload).uri = format_snapshot_uri(opt_.self, reader);
+    std::get<core::InstallSnapshotRequest>(req.payload).uri =
+        format_snapshot_uri(opt_.self, reader);
   }
   rpc::WireMessage w = rpc::encode(req);
   channel_to(req.to)->call(
@@ -177,7 +177,7 @@ void Node::forward(const core::PeerId& leader, std::shared_ptr<const std::string
       });
 }
 
-void Node::write(Write w) {
+void Node::write(Write&& w) {
   {
     std::lock_guard<std::mutex> l(writes_mu_);
     writes_.push_back(std::move(w));
@@ -212,7 +212,8 @@ storage::Status Node::FileDisk::apply_log(const core::Ready& log) {
 
 storage::Status Node::FileDisk::sync_log() { return n_.log_->sync(); }
 
-storage::Status Node::FileDisk::publish(const core::SnapshotMeta& meta, storage::SnapshotInfo* out) {
+storage::Status Node::FileDisk::publish(const core::SnapshotMeta& meta,
+                                        storage::SnapshotInfo* out) {
   const storage::SnapshotInfo* info = nullptr;
   auto st = n_.snapshots_->publish(meta, &info);
   if (st.ok()) *out = *info;

@@ -139,7 +139,7 @@ class Node : public std::enable_shared_from_this<Node>, private ReplicaEnv {
   void respond(core::Envelope resp) override;
   void forward(const core::PeerId& leader, std::shared_ptr<const std::string> data,
                uint32_t timeout_ms, ForwardDone done) override;
-  void write(Write w) override;
+  void write(Write&& w) override;
   storage::Status begin_snapshot(std::string* dir) override;
   void copy_snapshot(const core::SnapshotInstall& install, const std::string& dir,
                      uint32_t call_timeout_ms, std::function<void(storage::Status)> done) override;

@@ -134,11 +134,12 @@ void Replica::forward_answered(const core::PeerId& leader, int32_t code, const s
     return done(
         {core::Code::NotLeader, "leader " + leader.to_string() + " is not reachable: " + text}, 0);
   if (code != 0 || !resp.ParseFromString(payload))
-    return done({core::Code::LeaderChanged, "forwarding to " + leader.to_string() +
-                                                " failed (the outcome is unknown): " +
-                                                (code ? text : "bad response")},
+    return done({core::Code::LeaderChanged,
+                 "forwarding to " + leader.to_string() +
+                     " failed (the outcome is unknown): " + (code ? text : "bad response")},
                 0);
-  if (resp.success()) return forwarded_applied(static_cast<uint64_t>(resp.index()), std::move(done));
+  if (resp.success())
+    return forwarded_applied(static_cast<uint64_t>(resp.index()), std::move(done));
   auto c = static_cast<core::Code>(resp.code());
   // The leader stopping, or a code it should not send: the outcome is unknown.
   if (c == core::Code::Ok || c == core::Code::Shutdown ||
@@ -147,9 +148,22 @@ void Replica::forward_answered(const core::PeerId& leader, int32_t code, const s
   done({c, resp.message()}, 0);
 }
 
+std::string forward_response(const core::Status& st, uint64_t index, const core::PeerId& leader) {
+  raftstore::wire::ForwardResponse resp;
+  resp.set_success(st.ok());
+  if (st.ok()) {
+    resp.set_index(static_cast<int64_t>(index));
+  } else {
+    resp.set_code(static_cast<int32_t>(st.code));
+    resp.set_message(st.message);
+    if (!leader.empty()) resp.set_leader_id(leader.to_string());
+  }
+  return resp.SerializeAsString();
+}
+
 void Replica::forwarded_applied(uint64_t index, ProposeDone done) {
   if (failed_) return done({core::Code::Shutdown, "stopped"}, index);
-  if (index > core_->applied_index()) {
+  if (index > core_->applied_index() && !MUTANT(AckForwardedBeforeLocalApply)) {
     forwarded_.emplace(index, std::move(done));
     return;
   }

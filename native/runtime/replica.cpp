@@ -7,6 +7,8 @@
 
 #include <random>
 
+#include "mutants.h"
+
 namespace raftstore::runtime {
 
 Replica::Replica(ReplicaEnv& env, NodeOptions opt, StateMachine sm)
@@ -68,6 +70,7 @@ void Replica::fail(const std::string& why) {
   // A replica that cannot persist stops rather than acknowledge what it did not store.
   if (failed_) return;
   failed_ = true;
+  failure_ = why;
   proposals_.fail_all({core::Code::Shutdown, why});
   auto forwarded = std::move(forwarded_);
   forwarded_.clear();
@@ -136,8 +139,7 @@ void Replica::drain() {
   if (!took) refresh_status();  // a tick or message may change what status() shows, Ready or not
 }
 
-void Replica::change_conf(const std::string& method, const core::PeerList& peers,
-                          ConfDone done) {
+void Replica::change_conf(const std::string& method, const core::PeerList& peers, ConfDone done) {
   uint64_t id = next_change_++;
   if (failed_)
     return done(core::ConfChangeResult{id, {core::Code::Shutdown, "node is not active"}, {}, {}});
@@ -178,7 +180,8 @@ core::Status Replica::reset_peers(const core::PeerList& peers) {
 void Replica::read_index(bool lease, ReadDone done) {
   if (failed_) return done({core::Code::Shutdown, "node is not active"}, 0);
   uint64_t now = env_.now_ms();
-  if (lease && core_->lease_valid(now)) return done({}, core_->commit_index());
+  if (lease && (MUTANT(LeaseReadWithoutLease) || core_->lease_valid(now)))
+    return done({}, core_->commit_index());
   uint64_t ctx = next_read_++;
   reads_[ctx] = std::move(done);
   core_->read_index(ctx, now);

@@ -86,6 +86,10 @@ struct Write {
   std::optional<storage::SnapshotInfo> published;
 };
 
+// raftstore.ForwardService's answer on the leader: applied at `index`, or refused (naming the
+// leader this replica knows, if any). Replica::forward_answered reads it.
+std::string forward_response(const core::Status& st, uint64_t index, const core::PeerId& leader);
+
 // What the log writer writes to. save_meta and publish are durable when they return; log
 // changes are durable once sync_log returns.
 class LogDisk {
@@ -126,13 +130,14 @@ class ReplicaEnv {
                        uint32_t timeout_ms, ForwardDone done) = 0;
   // The log writer: takes writes in order, commits them in batches (commit_writes), and
   // answers each batch with Replica::written.
-  virtual void write(Write w) = 0;
+  virtual void write(Write&& w) = 0;  // by reference: GCC warns falsely on moving a Ready
   // An empty directory for a snapshot's files (the store's temp directory).
   virtual storage::Status begin_snapshot(std::string* dir) = 0;
   // Copies the snapshot an InstallSnapshot names into `dir` (a SnapshotFetch, each get_file
   // call bounded by `call_timeout_ms`); `done` gets the outcome unless cancel_copy came first.
   virtual void copy_snapshot(const core::SnapshotInstall& install, const std::string& dir,
-                             uint32_t call_timeout_ms, std::function<void(storage::Status)> done) = 0;
+                             uint32_t call_timeout_ms,
+                             std::function<void(storage::Status)> done) = 0;
   virtual void cancel_copy() = 0;
   // Sees every Ready before the replica handles it (the simulator's invariant checks).
   virtual void observe(const core::Ready&) {}
@@ -180,9 +185,10 @@ class Replica {
   // Stops: everything pending fails with Shutdown and `why`.
   void fail(const std::string& why);
   bool failed() const { return failed_; }
+  const std::string& failure() const { return failure_; }
 
-  core::NodeStatus status();                                   // thread-safe
-  uint64_t snapshot_index() const { return published_index_; }  // thread-safe
+  core::NodeStatus status();                                               // thread-safe
+  uint64_t snapshot_index() const { return published_index_; }             // thread-safe
   void report_applied(uint64_t index) { reported_applied_.store(index); }  // thread-safe
   struct SnapshotStats {
     uint64_t installed = 0, failures = 0, stuck_transfers = 0;
@@ -204,7 +210,7 @@ class Replica {
   void forwarded_applied(uint64_t index, ProposeDone done);
   void check_stuck_apply(uint64_t now);
   void refresh_status();
-  void queue_write(Write w);
+  void queue_write(Write&& w);
   void start_snapshot();
   void snapshot_saved(storage::Status st, const core::SnapshotMeta& meta);
   void start_install(const core::SnapshotInstall& install);
@@ -218,6 +224,7 @@ class Replica {
   StateMachine sm_;
   std::unique_ptr<core::Raft> core_;
   bool failed_ = false;
+  std::string failure_;                        // why it stopped
   ProposalTracker proposals_;                  // this replica's proposals the core placed
   std::map<uint64_t, ProposeDone> forwarded_;  // applied by the leader, not yet here
   // Ranges (from, to] of indices this replica passed by installing a snapshot.

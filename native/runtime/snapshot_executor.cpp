@@ -110,6 +110,11 @@ void Replica::snapshot_published(const Write& w) {
 // The copied snapshot is durable: the core adopts it unless its commit index passed it.
 // False if the state machine could not load it (the replica stops).
 bool Replica::adopt_install(const core::SnapshotMeta& meta) {
+  if (!published_ || published_->meta.last_included_index != meta.last_included_index) {
+    fail("snapshot " + std::to_string(meta.last_included_index) +
+         " was to be adopted before it was published");
+    return false;
+  }
   uint64_t applied_before = core_->applied_index();
   if (!core_->snapshot_installed(meta, true)) {
     core_->snapshot_taken(meta);  // committed here already; it serves as our own snapshot
@@ -154,6 +159,5 @@ void Replica::finish_snapshot(const storage::Status& st) {
   }
   if (was_install && !snapshot_waiters_.empty()) start_snapshot();  // they want our state saved
 }
-
 
 }  // namespace raftstore::runtime

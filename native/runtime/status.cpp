@@ -20,8 +20,7 @@ std::string NodeHost::http_status(const std::string& path) {
       << "\nfirst_index: " << s.first_index << "\nlast_index: " << s.last_index
       << "\ncommitted_index: " << s.commit_index << "\napplied_index: " << s.applied_index
       << "\nsnapshot_index: " << node->snapshot_index()
-      << "\nsnapshots_installed: " << stats.installed
-      << "\nsnapshot_failures: " << stats.failures
+      << "\nsnapshots_installed: " << stats.installed << "\nsnapshot_failures: " << stats.failures
       << "\nstuck_apply_transfers: " << stats.stuck_transfers << "\n";
     if (!stats.last_error.empty()) o << "last_snapshot_error: " << stats.last_error << "\n";
     for (const auto& p : s.peers)

@@ -12,8 +12,8 @@
 #include <variant>
 #include <vector>
 
-#include "proposals.h"
 #include "raft.h"
+#include "replica.h"
 #include "rpc_codes.h"
 #include "snapshot_transfer.h"
 
@@ -232,6 +232,11 @@ Scenario Scenario::from_seed(uint64_t seed) {
     s.slow_disk_node = static_cast<int>(q.below(static_cast<uint64_t>(s.nodes)));
     s.slow_disk_ms = q.range(50, 300);
   }
+  Rng v(seed ^ 0x4e91ca5eULL);
+  s.forward_proposals = v.chance(0.5);
+  if (s.leader_lease) s.p_lease_read = v.chance(0.6) ? 0.5 : 0.0;
+  if (s.p_crash > 0 && v.chance(0.5)) s.p_torn_commit = 0.002 * static_cast<double>(v.range(1, 20));
+  if (s.bulk == 0 && v.chance(0.3)) s.snapshot_threshold = v.range(5, 200);
   return s;
 }
 
@@ -255,7 +260,9 @@ std::string Scenario::describe() const {
     << " entry_bytes=" << entry_bytes << " crash_mid_install=" << p_crash_mid_install
     << " slow_disk=" << slow_disk_node << "+" << slow_disk_ms << "ms"
     << " snapshot_bytes=" << snapshot_bytes << " chunk_bytes=" << chunk_bytes << " bulk=" << bulk
-    << " log_target=" << log_target << " swap_in=" << swap_in << " chaos_ms=" << chaos_ms
+    << " log_target=" << log_target << " swap_in=" << swap_in << " forward=" << forward_proposals
+    << " lease_read=" << p_lease_read << " torn_commit=" << p_torn_commit
+    << " snapshot_threshold=" << snapshot_threshold << " chaos_ms=" << chaos_ms
     << " mutant=" << mutant_name(mutant);
   return o.str();
 }
@@ -267,15 +274,6 @@ constexpr uint64_t kMaxUncommitted = 64;
 struct SmState {
   uint64_t index = 0;
   uint64_t hash = 0;
-};
-
-struct DurableSnapshot {
-  SnapshotMeta meta;
-  SmState sm;
-};
-struct InstalledSnapshot {  // copied from a leader, being published
-  DurableSnapshot snap;
-  uint64_t install = 0;  // which install of the node's incarnation
 };
 
 // The state machine's snapshot as a file: its state, then filler up to the scenario's size.
@@ -300,10 +298,12 @@ SmState decode_snapshot_file(const std::string& f) {
   }
   return sm;
 }
-storage::SnapshotInfo snapshot_info(const DurableSnapshot& d, uint32_t size) {
-  std::string f = snapshot_file(d.sm, size);
-  return {d.meta, {{"data", storage::crc32c(f.data(), f.size())}}, "sim"};
-}
+
+// A published snapshot on a simulated disk: what the store records, and its one file.
+struct SimSnapshot {
+  storage::SnapshotInfo info;
+  std::string file;
+};
 
 // A leader's published snapshot, served by the runtime's FileService code.
 class MemSource : public runtime::SnapshotSource {
@@ -351,49 +351,118 @@ class MemSink : public runtime::SnapshotSink {
   }
 };
 
-// A follower's install in progress: the runtime's fetch and install order.
-struct Install {
-  uint64_t id = 0;
-  SnapshotInstall what;
-  int leader = -1;
-  std::unique_ptr<runtime::SnapshotFetch> fetch;
-  runtime::InstallOrder order;
-  MemSink sink;
-  DurableSnapshot copied;
+// A replica's disk, as the runtime's log writer sees it (runtime::LogDisk): term and vote and
+// published snapshots are durable when written (each is an fsync and a rename); log changes
+// only once synced. A crash loses the unsynced ones, and can cut a batch short.
+class MemDisk : public runtime::LogDisk {
+ public:
+  HardState hs;
+  std::deque<Entry> log;
+  std::optional<SimSnapshot> snapshot;      // the newest published
+  std::map<std::string, std::string> temp;  // the snapshot store's temp directory
+  int64_t ops_until_crash = -1;             // >= 0: the process dies after this many more
+  bool crashed = false;
+  bool fail_next_publish = false;  // the rename or fsync fails
+  std::string violation;           // the storage contract broken by the caller
+
+  storage::Status save_meta(const HardState& h) override {
+    if (cut()) return down();
+    hs = h;
+    return {};
+  }
+  storage::Status apply_log(const Ready& r) override {
+    if (cut()) return down();
+    Ready& u = unsynced_.emplace_back();
+    u.log_reset = r.log_reset;
+    u.log_write = r.log_write;
+    u.compact_before = r.compact_before;
+    return {};
+  }
+  storage::Status sync_log() override {
+    if (cut()) return down();
+    for (const auto& r : unsynced_) make_durable(r);
+    unsynced_.clear();
+    return {};
+  }
+  storage::Status publish(const SnapshotMeta& meta, storage::SnapshotInfo* out) override {
+    if (cut()) return down();
+    if (fail_next_publish) {
+      fail_next_publish = false;
+      return {storage::Code::Io, "injected publish failure"};
+    }
+    const std::string& f = temp["data"];
+    SimSnapshot s{{meta,
+                   {{"data", storage::crc32c(f.data(), f.size())}},
+                   "snap/" + std::to_string(meta.last_included_index)},
+                  f};
+    // As SnapshotStore: one overtaken while it was written is dropped for the newer one.
+    if (!snapshot || snapshot->info.meta.last_included_index <= meta.last_included_index)
+      snapshot = std::move(s);
+    temp.clear();
+    *out = snapshot->info;
+    return {};
+  }
+  void lose_unsynced() {
+    unsynced_.clear();
+    temp.clear();
+    ops_until_crash = -1;
+    crashed = false;
+  }
+  size_t unsynced() const { return unsynced_.size(); }
+
+ private:
+  bool cut() {
+    if (!crashed && ops_until_crash == 0) crashed = true;
+    if (ops_until_crash > 0) --ops_until_crash;
+    return crashed;
+  }
+  static storage::Status down() { return {storage::Code::Io, "the process died"}; }
+  void make_durable(const Ready& r) {
+    if (r.log_reset) log.clear();
+    if (const auto& w = r.log_write) {
+      while (!log.empty() && log.back().index >= w->from_index) log.pop_back();
+      if (!w->entries.empty() && !log.empty() && log.back().index + 1 != w->entries.front().index)
+        violation = "storage contract: non-contiguous append at " +
+                    std::to_string(w->entries.front().index);
+      for (const auto& e : w->entries) log.push_back(e);
+    }
+    if (r.compact_before)
+      while (!log.empty() && log.front().index < *r.compact_before) log.pop_front();
+  }
+  std::vector<Ready> unsynced_;
 };
 
-struct Write {
+// A follower's snapshot copy in progress: the runtime's SnapshotFetch over get_file calls
+// that travel the simulated network.
+struct Copy {
   uint64_t id = 0;
-  uint64_t done_at = 0;
-  std::variant<std::pair<uint64_t, HardState>,  // meta: seq, state
-               LogWrite, uint64_t /*compact before*/, SnapshotMeta /*log reset*/,
-               DurableSnapshot /*snapshot taken*/, InstalledSnapshot>
-      op;
+  int leader = -1;
+  uint32_t call_timeout_ms = 0;
+  std::unique_ptr<runtime::SnapshotFetch> fetch;
+  MemSink sink;
+  std::function<void(storage::Status)> done;
 };
+
+class SimEnv;
 
 struct Node {
   int id = 0;
   PeerId peer;
   bool alive = false;
   uint64_t epoch = 0;  // incarnation; events of a dead incarnation are ignored
-  std::unique_ptr<Raft> core;
-  // disk
-  HardState disk_hs;
-  std::deque<Entry> disk_log;
-  std::optional<DurableSnapshot> disk_snapshot;
-  // Two files, two FIFO queues: [0] term and vote, [1] log and snapshots. Either may
-  // reach the disk before the other.
-  std::deque<Write> writes[2];
-  uint64_t last_write_done[2] = {0, 0};
-  // state machine
-  SmState sm;
-  bool snapshot_in_progress = false;
-  std::map<int64_t, DurableSnapshot> readers;  // FileService readers lent to followers
-  std::unique_ptr<Install> install;
-  uint64_t next_install = 0;
-  // clients
-  runtime::ProposalTracker proposals;  // the runtime's: which client writes are acknowledged
+  // The runtime's replica, in this world (nullptr while down).
+  std::unique_ptr<SimEnv> env;
+  std::unique_ptr<runtime::Replica> replica;
+  MemDisk disk;
+  // The log writer: a batch on the disk, and the writes that wait for the next one.
+  std::vector<runtime::Write> writing, queued;
+  bool disk_busy = false;
+  SmState sm;                              // the state machine
+  std::map<int64_t, SimSnapshot> readers;  // FileService readers lent to followers
+  std::unique_ptr<Copy> copy;
+  uint64_t next_copy = 0;
   Configuration initial_conf;
+  const Raft& core() const { return replica->core(); }
 };
 
 struct MsgEvent {
@@ -403,23 +472,21 @@ struct TickEvent {
   int node;
   uint64_t epoch;
 };
-struct DiskEvent {
+struct DiskEvent {  // the log writer's batch is done
   int node;
   uint64_t epoch;
-  uint64_t write_id;
-  int queue;
 };
 struct FileRequestEvent {  // a follower's get_file call reaches the leader
   int node;                // the follower
   uint64_t epoch;
-  uint64_t install;
+  uint64_t copy;
   int leader;
   braft::GetFileRequest request;
 };
 struct FileReplyEvent {  // and its answer (or a transport failure) reaches the follower
   int node;
   uint64_t epoch;
-  uint64_t install;
+  uint64_t copy;
   int32_t transport_code = 0;
   runtime::FileReply reply;
 };
@@ -437,13 +504,27 @@ struct RpcFailedEvent {  // `node`'s request `rpc_id` to `peer` failed in transp
   PeerId peer;
   uint64_t rpc_id;
 };
+struct PostEvent {  // work a replica posted to its own thread
+  int node;
+  uint64_t epoch;
+  std::function<void()> work;
+};
+struct ForwardEvent {  // a forwarded proposal reaches the leader
+  uint64_t call;
+};
+struct ForwardReplyEvent {  // and its answer, or a transport failure, reaches the follower
+  uint64_t call;
+  int32_t code = 0;
+  std::string text, resp;
+};
 struct Unanswered {  // a request a replica received and has not answered
   int from;
   uint64_t epoch;
   uint64_t rpc_id;
 };
-using Event = std::variant<MsgEvent, TickEvent, DiskEvent, FileRequestEvent, FileReplyEvent,
-                           CrashEvent, HintEvent, RpcFailedEvent>;
+using Event =
+    std::variant<MsgEvent, TickEvent, DiskEvent, FileRequestEvent, FileReplyEvent, CrashEvent,
+                 HintEvent, RpcFailedEvent, PostEvent, ForwardEvent, ForwardReplyEvent>;
 
 struct Queued {
   uint64_t at;
@@ -460,6 +541,15 @@ struct ReadCheck {
   uint64_t started_ms;
   uint64_t must_see;  // highest index acknowledged to a client before the read began
   int node;
+};
+
+struct ForwardCall {
+  int from;
+  uint64_t epoch;
+  int leader;
+  std::shared_ptr<const std::string> data;
+  runtime::ReplicaEnv::ForwardDone done;
+  bool delivered = false;
 };
 
 bool is_request(const Payload& p) {
@@ -485,20 +575,24 @@ class World {
     for (int i = 0; i < s.voters; ++i) insert_sorted(conf.peers, nodes_[i]->peer);
     for (int i = s.voters; i < s.voters + s.learners; ++i)
       insert_sorted(conf.learners, nodes_[i]->peer);
-    for (int i = 0; i < s.nodes; ++i) {
-      if (i < s.voters + s.learners) nodes_[i]->initial_conf = conf;
-      boot(*nodes_[i]);
-    }
     links_.assign(s.nodes, std::vector<bool>(s.nodes, true));
     history_.resize(s.nodes);
     last_commit_.resize(s.nodes);
     unanswered_.resize(s.nodes);
+    for (int i = 0; i < s.nodes; ++i) {
+      if (i < s.voters + s.learners) nodes_[i]->initial_conf = conf;
+      boot(*nodes_[i]);
+    }
   }
-  ~World() { core::g_active_mutant = Mutant::None; }
+  ~World() {
+    for (auto& n : nodes_) n->replica.reset();  // before the world it calls into
+    core::g_active_mutant = Mutant::None;
+  }
 
   Result run();
 
  private:
+  friend class SimEnv;
   // --- plumbing ---------------------------------------------------------------------
   void trace(const std::string& line) {
     if (trace_) trace_("t=" + std::to_string(now_) + " " + line);
@@ -509,10 +603,8 @@ class World {
       if (n->peer == p) return n->id;
     return -1;
   }
-  Options options_for(const Node& n) {
+  Options options_for() {
     Options o;
-    o.group = "sim";
-    o.self = n.peer;
     o.election_timeout_ms = s_.election_timeout_ms;
     o.max_election_delay_ms = s_.max_election_delay_ms;
     o.max_clock_drift_ms = s_.clock_drift_ms;
@@ -526,7 +618,6 @@ class World {
     o.max_uncommitted_entries = s_.max_uncommitted;
     o.catchup_timeout_ms = 2 * s_.election_timeout_ms;
     o.install_snapshot_timeout_ms = 4 * s_.election_timeout_ms;
-    o.random = [this] { return rng_.next(); };
     return o;
   }
   void fail(const std::string& what) {
@@ -536,20 +627,32 @@ class World {
     result_.violation_at_ms = now_;
     trace("VIOLATION " + what);
   }
+  bool live(int node, uint64_t epoch) const {
+    return nodes_[node]->alive && nodes_[node]->epoch == epoch;
+  }
 
   void boot(Node& n);
   void crash(Node& n);
-  void drain(Node& n);
+  // The environment of node n's replica (SimEnv forwards here).
+  void call(Node& n, Envelope req, uint32_t timeout_ms);
+  void forward(Node& n, const PeerId& leader, std::shared_ptr<const std::string> data,
+               uint32_t timeout_ms, runtime::ReplicaEnv::ForwardDone done);
+  void write(Node& n, runtime::Write w);
+  void copy_snapshot(Node& n, const SnapshotInstall& install, uint32_t call_timeout_ms,
+                     std::function<void(storage::Status)> done);
+  void observe(Node& n, const Ready& rd);
+  // The world's side.
   void send(Node& from, Envelope env);
-  void persist(Node& n, decltype(Write::op) op, uint64_t latency);
-  void on_disk(Node& n, int queue, uint64_t write_id);
+  void start_batch(Node& n);
+  void on_disk(Node& n);
   void apply(Node& n, const Entry& e);
-  void start_install(Node& n, const SnapshotInstall& inst);
+  storage::Status load(Node& n, const std::string& path);
   void request_chunk(Node& n, uint64_t after_ms = 0);
   void on_file_request(const FileRequestEvent& ev);
   void on_file_reply(Node& n, const FileReplyEvent& ev);
-  void advance_install(Node& n);
-  void published(Node& n, const DurableSnapshot& snap);
+  void on_forward(uint64_t id);
+  void forward_reply(uint64_t id, uint64_t at, int32_t code, std::string text = "",
+                     std::string resp = "");
   void check_log(Node& n, const LogWrite& w);
   void check_leader(Node& n);
   void inject_faults();
@@ -558,7 +661,9 @@ class World {
   Node* find_leader();
   void heal();
   void bulk_load();
-  void track(Node& n, uint64_t index, uint64_t term, uint64_t op);
+  // A client write's acknowledgement, decided by the runtime (ProposalTracker, forwarding),
+  // checked against what was applied.
+  runtime::ProposeDone track(Node& n, uint64_t op);
   // A client write's bytes: its op id, padded to the scenario's entry size.
   std::string payload(uint64_t op) const {
     std::string d = std::to_string(op);
@@ -579,10 +684,10 @@ class World {
   std::priority_queue<Queued, std::vector<Queued>, Later> queue_;
   uint64_t seq_ = 0;
   uint64_t now_ = 0;
-  uint64_t next_write_ = 1;
+  uint64_t next_reader_ = 1;
   uint64_t next_op_ = 1;
   uint64_t next_ctx_ = 1;
-  uint64_t next_cc_ = 1;
+  uint64_t next_forward_ = 1;
   bool healed_ = false;
   Result result_;
 
@@ -595,6 +700,7 @@ class World {
       log_ids_;  // (i,t)->(hash, prev term)
   uint64_t max_acked_ = 0;
   std::map<uint64_t, ReadCheck> reads_;
+  std::map<uint64_t, ForwardCall> forwards_;
   // (receiver, rpc id) of an InstallSnapshot -> the index it carries.
   std::map<std::pair<int, uint64_t>, uint64_t> install_rpcs_;
   std::vector<std::deque<Envelope>> history_;  // recent election messages sent to each node
@@ -603,47 +709,112 @@ class World {
   // them in transport, as closing its connections does.
   std::vector<std::vector<Unanswered>> unanswered_;
   // Catch-up profile.
-  uint64_t catchup_id_ = 0;  // the newcomer's change in flight
+  uint64_t catchup_id_ = 0;  // the newcomer's change in flight (a token of ours)
+  uint64_t catchup_tokens_ = 0;
   uint64_t catchup_started_ms_ = 0;
   uint64_t catchup_done_ms_ = 0;
   uint64_t catchup_next_try_ms_ = 0;
   int catchup_leader_ = -1;
+  uint64_t catchup_epoch_ = 0;
   bool catchup_snapshots_ = false;
+};
+
+// The world as a replica's environment: virtual time, the simulated network and disk.
+class SimEnv : public runtime::ReplicaEnv {
+ public:
+  SimEnv(World& w, Node& n) : w_(w), n_(n), epoch_(n.epoch) {}
+  uint64_t now_ms() override { return w_.now_; }
+  uint64_t wall_ms() override { return 1'700'000'000'000ull + w_.now_; }
+  bool post(std::function<void()> f) override {
+    w_.schedule(w_.now_, PostEvent{n_.id, epoch_, std::move(f)});
+    return true;
+  }
+  void call(Envelope req, uint32_t timeout_ms, const storage::SnapshotInfo*) override {
+    w_.call(n_, std::move(req), timeout_ms);
+  }
+  void respond(Envelope resp) override { w_.send(n_, std::move(resp)); }
+  void forward(const PeerId& leader, std::shared_ptr<const std::string> data, uint32_t timeout_ms,
+               ForwardDone done) override {
+    w_.forward(n_, leader, std::move(data), timeout_ms, std::move(done));
+  }
+  void write(runtime::Write&& w) override { w_.write(n_, std::move(w)); }
+  storage::Status begin_snapshot(std::string* dir) override {
+    n_.disk.temp.clear();
+    *dir = "temp";
+    return {};
+  }
+  void copy_snapshot(const SnapshotInstall& install, const std::string&, uint32_t call_timeout_ms,
+                     std::function<void(storage::Status)> done) override {
+    w_.copy_snapshot(n_, install, call_timeout_ms, std::move(done));
+  }
+  void cancel_copy() override { n_.copy.reset(); }
+  void observe(const Ready& rd) override { w_.observe(n_, rd); }
+
+ private:
+  World& w_;
+  Node& n_;
+  uint64_t epoch_;
 };
 
 void World::boot(Node& n) {
   Boot b;
-  b.hard_state = n.disk_hs;
+  b.hard_state = n.disk.hs;
   b.initial_conf = n.initial_conf;
-  if (n.disk_snapshot) b.snapshot = n.disk_snapshot->meta;
-  b.entries.assign(n.disk_log.begin(), n.disk_log.end());
-  n.sm = n.disk_snapshot ? n.disk_snapshot->sm : SmState{};
+  std::optional<storage::SnapshotInfo> published;
+  if (n.disk.snapshot) {
+    b.snapshot = n.disk.snapshot->info.meta;
+    published = n.disk.snapshot->info;
+  }
+  b.entries.assign(n.disk.log.begin(), n.disk.log.end());
+  n.sm = n.disk.snapshot ? decode_snapshot_file(n.disk.snapshot->file) : SmState{};
   n.alive = true;
-  n.snapshot_in_progress = false;
   ++n.epoch;
-  n.core = std::make_unique<Raft>(options_for(n), std::move(b), now_);
-  n.proposals = runtime::ProposalTracker{};
+  n.env = std::make_unique<SimEnv>(*this, n);
+  runtime::NodeOptions o;
+  o.group = "sim";
+  o.self = n.peer;
+  o.raft = options_for();
+  o.forward_proposals = s_.forward_proposals;
+  o.snapshot_log_threshold = s_.snapshot_threshold;
+  runtime::StateMachine sm;
+  sm.apply = [this, &n](const std::vector<Entry>& entries) {
+    for (const auto& e : entries)
+      if (result_.ok) apply(n, e);
+  };
+  sm.save = [this, &n](const std::string&, runtime::StateMachine::SaveDone done) {
+    n.disk.temp["data"] = snapshot_file(n.sm, s_.snapshot_bytes);
+    done({});
+  };
+  sm.load = [this, &n](const std::string& path) { return load(n, path); };
+  n.replica = std::make_unique<runtime::Replica>(*n.env, std::move(o), std::move(sm));
   schedule(now_ + rng_.range(1, 5), TickEvent{n.id, n.epoch});
-  trace("node " + std::to_string(n.id) + " boots term=" + std::to_string(n.disk_hs.term) +
-        " log=" + std::to_string(n.disk_log.size()) + " snapshot=" +
-        std::to_string(n.disk_snapshot ? n.disk_snapshot->meta.last_included_index : 0));
-  drain(n);
+  trace("node " + std::to_string(n.id) + " boots term=" + std::to_string(n.disk.hs.term) +
+        " log=" + std::to_string(n.disk.log.size()) + " snapshot=" +
+        std::to_string(n.disk.snapshot ? n.disk.snapshot->info.meta.last_included_index : 0));
+  n.replica->start(std::move(b), std::move(published), rng_.next());
 }
 
 void World::crash(Node& n) {
   if (!n.alive) return;
   trace("node " + std::to_string(n.id) + " CRASH (" +
-        std::to_string(n.writes[0].size() + n.writes[1].size()) + " unsynced writes lost)");
+        std::to_string(n.writing.size() + n.queued.size()) + " writes and " +
+        std::to_string(n.disk.unsynced()) + " unsynced log changes lost)");
   ++result_.crashes;
   n.alive = false;
   ++n.epoch;
-  n.writes[0].clear();
-  n.writes[1].clear();
-  n.core.reset();
-  n.proposals = runtime::ProposalTracker{};  // its clients see the connection drop: unknown
-  n.readers.clear();                         // a process's readers die with it
-  n.install.reset();
+  // Its clients see the connection drop: their proposals' outcome is unknown.
+  n.replica.reset();
+  n.env.reset();
+  n.disk.lose_unsynced();
+  n.writing.clear();
+  n.queued.clear();
+  n.disk_busy = false;
+  n.readers.clear();  // a process's readers die with it
+  n.copy.reset();
   fail_requests_to(n);
+  for (auto& [id, c] : forwards_)
+    if (c.delivered && c.leader == n.id)
+      forward_reply(id, now_ + rng_.range(0, 2), rpc::kEFAILEDSOCKET);
   // Its connections close: the other replicas may hear of it at once (peer_unreachable).
   if (s_.p_down_hint > 0)
     for (auto& m : nodes_)
@@ -667,76 +838,66 @@ void World::lost(const Envelope& env) {
   int caller = index_of(request ? env.from : env.to);
   if (caller < 0) return;
   const PeerId& peer = request ? env.to : env.from;
-  uint64_t deadline = std::holds_alternative<InstallSnapshotRequest>(env.payload)
+  uint64_t deadline = std::holds_alternative<InstallSnapshotRequest>(env.payload) ||
+                              std::holds_alternative<InstallSnapshotResponse>(env.payload)
                           ? 4 * s_.election_timeout_ms
                           : s_.election_timeout_ms;
   schedule(now_ + deadline, RpcFailedEvent{caller, nodes_[caller]->epoch, peer, env.rpc_id});
 }
 
-void World::persist(Node& n, decltype(Write::op) op, uint64_t latency) {
-  // Per file, a later write never becomes durable before an earlier one, and writes queued
-  // behind a slow one share its fsync (group commit).
-  int q = std::holds_alternative<std::pair<uint64_t, HardState>>(op) ? 0 : 1;
-  Write w{next_write_++, std::max(n.last_write_done[q], now_ + latency), std::move(op)};
-  n.last_write_done[q] = w.done_at;
-  schedule(w.done_at, DiskEvent{n.id, n.epoch, w.id, q});
-  n.writes[q].push_back(std::move(w));
+void World::call(Node& n, Envelope req, uint32_t) {
+  if (auto* is = std::get_if<InstallSnapshotRequest>(&req.payload)) {
+    // The "uri" names a reader over the sender's snapshot, as braft's FileService does.
+    if (!n.disk.snapshot ||
+        n.disk.snapshot->info.meta.last_included_index != is->meta.last_included_index)
+      return fail("leader sent a snapshot it does not hold");
+    auto reader = static_cast<int64_t>(next_reader_++);
+    n.readers[reader] = *n.disk.snapshot;
+    is->uri = std::to_string(n.id) + "/" + std::to_string(reader);
+  }
+  send(n, std::move(req));
 }
 
-void World::on_disk(Node& n, int q, uint64_t write_id) {
-  auto& queue = n.writes[q];
-  if (queue.empty() || queue.front().id != write_id) return;
-  Write w = std::move(queue.front());
-  queue.pop_front();
-  std::visit(
-      [&](auto& op) {
-        using T = std::decay_t<decltype(op)>;
-        if constexpr (std::is_same_v<T, std::pair<uint64_t, HardState>>) {
-          n.disk_hs = op.second;
-          n.core->meta_persisted(op.first);
-        } else if constexpr (std::is_same_v<T, LogWrite>) {
-          while (!n.disk_log.empty() && n.disk_log.back().index >= op.from_index)
-            n.disk_log.pop_back();
-          if (!op.entries.empty() && !n.disk_log.empty() &&
-              n.disk_log.back().index + 1 != op.entries.front().index)
-            fail("storage contract: non-contiguous append at " +
-                 std::to_string(op.entries.front().index));
-          for (auto& e : op.entries) n.disk_log.push_back(e);
-          trace("node " + std::to_string(n.id) + " synced log from " +
-                std::to_string(op.from_index) + " +" + std::to_string(op.entries.size()) +
-                " disk=" + std::to_string(n.disk_log.size()));
-          if (!op.entries.empty()) n.core->log_persisted(op.seq);
-        } else if constexpr (std::is_same_v<T, uint64_t>) {
-          while (!n.disk_log.empty() && n.disk_log.front().index < op) n.disk_log.pop_front();
-        } else if constexpr (std::is_same_v<T, SnapshotMeta>) {
-          trace("node " + std::to_string(n.id) + " synced log reset");
-          n.disk_log.clear();
-        } else if constexpr (std::is_same_v<T, DurableSnapshot>) {
-          published(n, op);
-          n.snapshot_in_progress = false;
-          n.core->snapshot_taken(op.meta);
-        } else if constexpr (std::is_same_v<T, InstalledSnapshot>) {
-          bool ok = healed_ || s_.p_install_fail == 0 || !rng_.chance(s_.p_install_fail / 3);
-          if (ok) published(n, op.snap);  // else the rename or fsync failed: not durable
-          if (n.install && n.install->id == op.install) {
-            n.install->order.published(ok);
-            advance_install(n);
-          }
-        }
-      },
-      w.op);
-  drain(n);
+// The log writer: one batch on the disk at a time; what is queued meanwhile is the next
+// batch (group commit), committed by the runtime's commit_writes.
+void World::write(Node& n, runtime::Write w) {
+  n.queued.push_back(std::move(w));
+  if (!n.disk_busy) start_batch(n);
 }
 
-// A snapshot reached the disk. An installed snapshot may have overtaken this one while it was
-// being written. Publishing removes older snapshot directories, and with them the readers
-// lent over them (a follower copying one then fails and is sent the new one).
-void World::published(Node& n, const DurableSnapshot& snap) {
-  if (!n.disk_snapshot || n.disk_snapshot->meta.last_included_index < snap.meta.last_included_index)
-    n.disk_snapshot = snap;
-  uint64_t kept = n.disk_snapshot->meta.last_included_index;
-  for (auto it = n.readers.begin(); it != n.readers.end();)
-    it = it->second.meta.last_included_index < kept ? n.readers.erase(it) : std::next(it);
+void World::start_batch(Node& n) {
+  n.writing = std::move(n.queued);
+  n.queued.clear();
+  n.disk_busy = true;
+  uint64_t lat = rng_.range(s_.disk_min_ms, s_.disk_max_ms);
+  if (n.id == s_.slow_disk_node && !healed_) lat += s_.slow_disk_ms;
+  schedule(now_ + lat, DiskEvent{n.id, n.epoch});
+}
+
+void World::on_disk(Node& n) {
+  std::vector<runtime::Write> batch = std::move(n.writing);
+  n.writing.clear();
+  n.disk_busy = false;
+  if (!healed_ && rng_.chance(s_.p_torn_commit))
+    n.disk.ops_until_crash = static_cast<int64_t>(rng_.below(2 * batch.size() + 1));
+  for (const auto& w : batch)
+    if (w.publish && !healed_ && s_.p_install_fail > 0 && rng_.chance(s_.p_install_fail / 3))
+      n.disk.fail_next_publish = true;
+  storage::Status st = runtime::commit_writes(batch, n.disk);
+  n.disk.ops_until_crash = -1;  // the cut was for this batch only
+  if (!n.disk.violation.empty()) return fail(n.disk.violation);
+  if (n.disk.crashed) {
+    trace("node " + std::to_string(n.id) + " dies in the middle of a log writer batch");
+    return crash(n);
+  }
+  for (const auto& w : batch)
+    if (w.log.log_write)
+      trace("node " + std::to_string(n.id) + " synced log from " +
+            std::to_string(w.log.log_write->from_index) + " +" +
+            std::to_string(w.log.log_write->entries.size()) +
+            " disk=" + std::to_string(n.disk.log.size()));
+  if (!n.queued.empty()) start_batch(n);
+  n.replica->written(st, std::move(batch));
 }
 
 void World::send(Node& from, Envelope env) {
@@ -750,12 +911,13 @@ void World::send(Node& from, Envelope env) {
         break;
       }
   }
+  const MemDisk& disk = from.disk;
   if (auto* a = std::get_if<AppendEntriesResponse>(&env.payload); a && a->success) {
     // An acknowledgement vouches for data on this replica's disk, not just in its memory.
     uint64_t x = a->last_log_index;
-    bool durable = from.disk_snapshot && x <= from.disk_snapshot->meta.last_included_index;
-    for (auto it = from.disk_log.rbegin(); !durable && it != from.disk_log.rend(); ++it)
-      if (it->index == x) durable = from.core->term_at(x) == it->term;
+    bool durable = disk.snapshot && x <= disk.snapshot->info.meta.last_included_index;
+    for (auto it = disk.log.rbegin(); !durable && it != disk.log.rend(); ++it)
+      if (it->index == x) durable = from.core().term_at(x) == it->term;
     if (x > 0 && !durable)
       fail("durability: node " + std::to_string(from.id) + " acknowledged index " +
            std::to_string(x) + " before it was on disk");
@@ -765,24 +927,13 @@ void World::send(Node& from, Envelope env) {
     auto it = install_rpcs_.find({from.id, env.rpc_id});
     if (it != install_rpcs_.end()) {
       uint64_t x = it->second;
-      bool durable = from.disk_snapshot && x <= from.disk_snapshot->meta.last_included_index;
-      for (const auto& e : from.disk_log) durable = durable || e.index == x;
+      bool durable = disk.snapshot && x <= disk.snapshot->info.meta.last_included_index;
+      for (const auto& e : disk.log) durable = durable || e.index == x;
       if (!durable)
         fail("durability: node " + std::to_string(from.id) + " acknowledged snapshot " +
              std::to_string(x) + " before it was on disk");
       install_rpcs_.erase(it);
     }
-  }
-  if (auto* is = std::get_if<InstallSnapshotRequest>(&env.payload)) {
-    // The "uri" names a reader over the sender's snapshot, as braft's FileService does.
-    if (!from.disk_snapshot ||
-        from.disk_snapshot->meta.last_included_index != is->meta.last_included_index) {
-      fail("leader sent a snapshot it does not hold");
-      return;
-    }
-    int64_t reader = static_cast<int64_t>(next_write_++);
-    from.readers[reader] = *from.disk_snapshot;
-    is->uri = std::to_string(from.id) + "/" + std::to_string(reader);
   }
   if (auto* v = std::get_if<RequestVoteResponse>(&env.payload);
       v && v->granted && !v->pre_vote && !healed_ && rng_.chance(s_.p_crash_after_vote)) {
@@ -831,46 +982,107 @@ void World::apply(Node& n, const Entry& e) {
   }
 }
 
-// A client write the core placed at (index, term) on node n; the runtime's ProposalTracker
-// decides when and whether it is acknowledged, and this checks every acknowledgement
-// against what was applied there.
-void World::track(Node& n, uint64_t index, uint64_t term, uint64_t op) {
-  n.proposals.add(index, term, [this, op, term, id = n.id](Status st, uint64_t at) {
+// The replica adopted a snapshot it installed: the state machine loads it from the disk.
+storage::Status World::load(Node& n, const std::string& path) {
+  if (!n.disk.snapshot || n.disk.snapshot->info.path != path) {
+    fail("node " + std::to_string(n.id) + " loads snapshot " + path + ", which is not published");
+    return {storage::Code::Io, "no snapshot at " + path};
+  }
+  SmState snap = decode_snapshot_file(n.disk.snapshot->file);
+  size_t i = snap.index - 1;
+  if (snap.index > 0 && i < chain_.size() && chain_[i] != 0 && chain_[i] != snap.hash)
+    fail("snapshot at " + std::to_string(snap.index) + " disagrees with applied state");
+  n.sm = snap;
+  ++result_.snapshots_installed;
+  trace("node " + std::to_string(n.id) + " installed snapshot " + std::to_string(snap.index));
+  return {};
+}
+
+runtime::ProposeDone World::track(Node& n, uint64_t op) {
+  return [this, op, id = n.id](Status st, uint64_t at) {
     if (!st.ok()) return;
-    Entry mine{at, term, EntryType::Data, std::make_shared<const std::string>(payload(op)),
-               nullptr};
-    if (at == 0 || at > applied_.size() || applied_[at - 1].second != entry_hash(mine))
+    if (at == 0 || at > applied_.size() || applied_[at - 1].first == 0)
+      return fail("acknowledged write lost: node " + std::to_string(id) + " acknowledged op " +
+                  std::to_string(op) + " at index " + std::to_string(at) +
+                  ", which was never applied");
+    Entry mine{at, applied_[at - 1].first, EntryType::Data,
+               std::make_shared<const std::string>(payload(op)), nullptr};
+    if (applied_[at - 1].second != entry_hash(mine))
       return fail("acknowledged write lost: node " + std::to_string(id) + " acknowledged op " +
                   std::to_string(op) + " at index " + std::to_string(at) +
                   ", where another entry was applied");
+    // The proposer reads its own write once it is acknowledged (RaftNode's promise).
+    if (nodes_[id]->sm.index < at)
+      return fail("read your writes: node " + std::to_string(id) + " acknowledged op " +
+                  std::to_string(op) + " at index " + std::to_string(at) + " having applied " +
+                  std::to_string(nodes_[id]->sm.index));
     ++result_.acked_writes;
     max_acked_ = std::max(max_acked_, at);
-  });
+  };
 }
 
-// A follower installs a snapshot as the runtime does: the runtime's SnapshotFetch copies it
-// chunk by chunk over get_file calls that travel this network, and its InstallOrder says
-// when to publish and when the core may adopt it.
-void World::start_install(Node& n, const SnapshotInstall& inst) {
-  auto in = std::make_unique<Install>();
-  in->id = ++n.next_install;
-  in->what = inst;
-  size_t slash = inst.uri.find('/');
-  in->leader = std::stoi(inst.uri.substr(0, slash));
-  in->fetch = std::make_unique<runtime::SnapshotFetch>(
-      inst.meta, std::stoll(inst.uri.substr(slash + 1)), s_.chunk_bytes);
-  in->sink.fail_writes = !healed_ && rng_.chance(s_.p_install_fail);
-  n.install = std::move(in);
+// A follower hands a client write to the leader's ForwardService (the runtime's Replica
+// decides when and what; this is the call over the simulated network).
+void World::forward(Node& n, const PeerId& leader, std::shared_ptr<const std::string> data,
+                    uint32_t timeout_ms, runtime::ReplicaEnv::ForwardDone done) {
+  uint64_t id = next_forward_++;
+  int l = index_of(leader);
+  forwards_[id] = ForwardCall{n.id, n.epoch, l, std::move(data), std::move(done)};
+  if (l < 0) return forward_reply(id, now_, rpc::kEHOSTDOWN, "no such peer");
+  // Whatever happens to it, the call's deadline ends it.
+  forward_reply(id, now_ + timeout_ms, rpc::kERPCTIMEDOUT, "reached timeout");
+  if (!links_[n.id][l] || rng_.chance(healed_ ? 0.0 : s_.loss)) return;
+  schedule(now_ + rng_.range(s_.min_delay_ms, s_.max_delay_ms), ForwardEvent{id});
+}
+
+void World::on_forward(uint64_t id) {
+  auto it = forwards_.find(id);
+  if (it == forwards_.end() || it->second.delivered) return;
+  ForwardCall& c = it->second;
+  Node& l = *nodes_[c.leader];
+  if (!l.alive) return forward_reply(id, now_ + rng_.range(0, 2), rpc::kEHOSTDOWN, "refused");
+  c.delivered = true;
+  l.replica->propose(
+      *c.data,
+      [this, id, from = c.from, lid = l.id](Status st, uint64_t index) {
+        Node& l = *nodes_[lid];
+        std::string resp = runtime::forward_response(
+            st, index, st.ok() || !l.replica ? PeerId{} : l.replica->core().leader());
+        if (!links_[lid][from] || rng_.chance(healed_ ? 0.0 : s_.loss)) return;  // deadline
+        forward_reply(id, now_ + rng_.range(s_.min_delay_ms, s_.max_delay_ms), 0, "", resp);
+      },
+      false);
+}
+
+void World::forward_reply(uint64_t id, uint64_t at, int32_t code, std::string text,
+                          std::string resp) {
+  schedule(at, ForwardReplyEvent{id, code, std::move(text), std::move(resp)});
+}
+
+// A follower copies a snapshot as the runtime does: the runtime's SnapshotFetch asks for it
+// chunk by chunk over get_file calls that travel this network.
+void World::copy_snapshot(Node& n, const SnapshotInstall& install, uint32_t call_timeout_ms,
+                          std::function<void(storage::Status)> done) {
+  auto c = std::make_unique<Copy>();
+  c->id = ++n.next_copy;
+  size_t slash = install.uri.find('/');
+  c->leader = std::stoi(install.uri.substr(0, slash));
+  c->call_timeout_ms = call_timeout_ms;
+  c->fetch = std::make_unique<runtime::SnapshotFetch>(
+      install.meta, std::stoll(install.uri.substr(slash + 1)), s_.chunk_bytes);
+  c->sink.fail_writes = !healed_ && rng_.chance(s_.p_install_fail);
+  c->done = std::move(done);
+  n.copy = std::move(c);
   request_chunk(n);
 }
 
 void World::request_chunk(Node& n, uint64_t after_ms) {
-  Install& in = *n.install;
-  FileRequestEvent ev{n.id, n.epoch, in.id, in.leader, in.fetch->request()};
-  bool lost = !links_[n.id][in.leader] || rng_.chance(healed_ ? 0.0 : s_.loss);
-  if (lost) {  // no answer: the call's deadline (an election timeout) passes
-    FileReplyEvent timeout{n.id, n.epoch, in.id, rpc::kERPCTIMEDOUT, {}};
-    schedule(now_ + after_ms + s_.election_timeout_ms, std::move(timeout));
+  Copy& c = *n.copy;
+  FileRequestEvent ev{n.id, n.epoch, c.id, c.leader, c.fetch->request()};
+  bool lost = !links_[n.id][c.leader] || rng_.chance(healed_ ? 0.0 : s_.loss);
+  if (lost) {  // no answer: the call's deadline passes
+    FileReplyEvent timeout{n.id, n.epoch, c.id, rpc::kERPCTIMEDOUT, {}};
+    schedule(now_ + after_ms + c.call_timeout_ms, std::move(timeout));
     return;
   }
   schedule(now_ + after_ms + rng_.range(s_.min_delay_ms, s_.max_delay_ms), std::move(ev));
@@ -883,100 +1095,72 @@ void World::on_file_request(const FileRequestEvent& ev) {
     trace("crash leader " + std::to_string(l.id) + " while it serves a snapshot");
     crash(l);
   }
-  FileReplyEvent reply{ev.node, ev.epoch, ev.install, 0, {}};
+  FileReplyEvent reply{ev.node, ev.epoch, ev.copy, 0, {}};
   if (!l.alive) {
     reply.transport_code = rpc::kEFAILEDSOCKET;  // connection refused
     schedule(now_ + rng_.range(0, 2), std::move(reply));
     return;
   }
   auto it = l.readers.find(ev.request.reader_id());
+  // Publishing a newer snapshot removed the files of older ones, and their readers with them.
+  if (it != l.readers.end() && l.disk.snapshot &&
+      it->second.info.meta.last_included_index < l.disk.snapshot->info.meta.last_included_index) {
+    l.readers.erase(it);
+    it = l.readers.end();
+  }
   if (it == l.readers.end()) {
     reply.reply.error_code = rpc::kENOENT;  // no such reader (restarted, or replaced)
     reply.reply.error_text = "Fail to find reader";
   } else {
-    MemSource source(snapshot_file(it->second.sm, s_.snapshot_bytes));
-    reply.reply =
-        runtime::serve_get_file(snapshot_info(it->second, s_.snapshot_bytes), ev.request, source);
+    MemSource source(it->second.file);
+    reply.reply = runtime::serve_get_file(it->second.info, ev.request, source);
   }
   bool lost = !links_[l.id][ev.node] || rng_.chance(healed_ ? 0.0 : s_.loss);
   if (lost) {
-    reply = FileReplyEvent{ev.node, ev.epoch, ev.install, rpc::kERPCTIMEDOUT, {}};
-    schedule(now_ + s_.election_timeout_ms, std::move(reply));
+    Node& n = *nodes_[ev.node];
+    uint64_t timeout = n.copy ? n.copy->call_timeout_ms : s_.election_timeout_ms;
+    reply = FileReplyEvent{ev.node, ev.epoch, ev.copy, rpc::kERPCTIMEDOUT, {}};
+    schedule(now_ + timeout, std::move(reply));
     return;
   }
   schedule(now_ + rng_.range(s_.min_delay_ms, s_.max_delay_ms), std::move(reply));
 }
 
 void World::on_file_reply(Node& n, const FileReplyEvent& ev) {
-  if (!n.install || n.install->id != ev.install) return;
+  if (!n.copy || n.copy->id != ev.copy) return;
   if (!healed_ && s_.p_crash_mid_install > 0 && rng_.chance(s_.p_crash_mid_install)) {
     trace("crash node " + std::to_string(n.id) + " in the middle of a snapshot copy");
     return crash(n);
   }
-  Install& in = *n.install;
-  if (in.order.step() != runtime::InstallOrder::Step::Copy) return;
+  Copy& c = *n.copy;
   const auto& r = ev.reply;
   bool answered = ev.transport_code == 0 && r.error_code == 0;
   bool again =
-      in.fetch->on_reply(ev.transport_code, "transport failure", r.error_code, r.error_text,
-                         answered ? r.response.SerializeAsString() : "", r.attachment, in.sink);
+      c.fetch->on_reply(ev.transport_code, "transport failure", r.error_code, r.error_text,
+                        answered ? r.response.SerializeAsString() : "", r.attachment, c.sink);
   if (again) return request_chunk(n, 100);  // throttled: the runtime asks again after 100 ms
-  switch (in.fetch->state()) {
+  switch (c.fetch->state()) {
     case runtime::SnapshotFetch::State::Fetching:
       return request_chunk(n);
-    case runtime::SnapshotFetch::State::Done:
-      in.copied =
-          DurableSnapshot{in.fetch->remote().meta, decode_snapshot_file(in.sink.files["data"])};
-      in.order.copied(true);
-      return advance_install(n);
-    case runtime::SnapshotFetch::State::Failed:
-      trace("node " + std::to_string(n.id) + " snapshot copy failed: " + in.fetch->error().message);
-      in.order.copied(false);
-      return advance_install(n);
-  }
-}
-
-void World::advance_install(Node& n) {
-  Install& in = *n.install;
-  switch (in.order.step()) {
-    case runtime::InstallOrder::Step::Copy:
-      return;
-    case runtime::InstallOrder::Step::Publish:
-      persist(n, InstalledSnapshot{in.copied, in.id}, rng_.range(1, 30));
-      return;
-    case runtime::InstallOrder::Step::Adopt: {
-      const DurableSnapshot& snap = in.copied;
-      if (n.core->snapshot_installed(in.what.meta, true)) {
-        size_t i = snap.sm.index - 1;
-        if (i < chain_.size() && chain_[i] != 0 && chain_[i] != snap.sm.hash)
-          fail("snapshot at " + std::to_string(snap.sm.index) + " disagrees with applied state");
-        n.sm = snap.sm;
-        n.proposals.passed_by_snapshot(in.what.meta.last_included_index);
-        ++result_.snapshots_installed;
-        trace("node " + std::to_string(n.id) + " installed snapshot " +
-              std::to_string(in.what.meta.last_included_index));
-      } else {
-        n.core->snapshot_taken(in.what.meta);  // committed here already: our own snapshot
-      }
-      in.order.adopted();
-      uint64_t id = in.id;
-      drain(n);
-      if (n.install && n.install->id == id) advance_install(n);
-      return;
+    case runtime::SnapshotFetch::State::Done: {
+      n.disk.temp = std::move(c.sink.files);
+      auto done = std::move(c.done);
+      n.copy.reset();
+      return done({});
     }
-    case runtime::InstallOrder::Step::Fail:
-      n.core->snapshot_installed(in.what.meta, false);
-      n.install.reset();
-      return drain(n);
-    case runtime::InstallOrder::Step::Done:
-      n.install.reset();
-      return;
+    case runtime::SnapshotFetch::State::Failed: {
+      trace("node " + std::to_string(n.id) + " snapshot copy failed: " + c.fetch->error().message);
+      auto done = std::move(c.done);
+      storage::Status st = c.fetch->error();
+      n.copy.reset();
+      return done(st);
+    }
   }
 }
 
 void World::check_log(Node& n, const LogWrite& w) {
   for (const auto& e : w.entries) {
-    auto prev = n.core->term_at(e.index - 1);
+    auto prev = n.core().term_at(e.index - 1);
     auto key = std::make_pair(e.index, e.term);
     auto val = std::make_pair(entry_hash(e), prev.value_or(UINT64_MAX));
     auto [it, inserted] = log_ids_.emplace(key, val);
@@ -987,7 +1171,7 @@ void World::check_log(Node& n, const LogWrite& w) {
       fail("log matching: entry (" + std::to_string(e.index) + "," + std::to_string(e.term) +
            ") follows different terms on node " + std::to_string(n.id));
     if (e.type == EntryType::Configuration && e.conf) {
-      Configuration before = n.core->conf_at(e.index - 1);
+      Configuration before = n.core().conf_at(e.index - 1);
       const Configuration& c = *e.conf;
       size_t diff = 0;
       for (const auto& p : c.peers) diff += !contains(before.peers, p);
@@ -1004,7 +1188,7 @@ void World::check_log(Node& n, const LogWrite& w) {
 }
 
 void World::check_leader(Node& n) {
-  Raft& c = *n.core;
+  const Raft& c = n.core();
   uint64_t term = c.term();
   auto [it, inserted] = leader_of_term_.emplace(term, n.id);
   if (!inserted && it->second != n.id)
@@ -1021,106 +1205,70 @@ void World::check_leader(Node& n) {
   }
 }
 
-void World::drain(Node& n) {
-  while (n.alive && n.core->has_ready()) {
-    Ready rd = n.core->take_ready();
-    uint64_t lat = rng_.range(s_.disk_min_ms, s_.disk_max_ms);
-    if (n.id == s_.slow_disk_node && !healed_) lat += s_.slow_disk_ms;
-    if (rd.hard_state)
-      persist(n, std::make_pair(rd.meta_seq, *rd.hard_state),
-              rng_.range(s_.disk_min_ms, s_.disk_max_ms));
-    if (rd.log_reset) persist(n, *rd.log_reset, lat);
-    if (rd.log_write) {
-      check_log(n, *rd.log_write);
-      persist(n, *rd.log_write, lat);
+// Every Ready a replica takes, before the runtime handles it: the invariants, and the
+// nemeses that strike at the moments where Raft's subtle rules matter.
+void World::observe(Node& n, const Ready& rd) {
+  if (!result_.ok) return;
+  if (rd.log_write) check_log(n, *rd.log_write);
+  const Raft& c = n.core();
+  for (const auto& cc : rd.conf_changes) {
+    if (cc.status.ok()) ++result_.conf_changes_ok;
+    trace("node " + std::to_string(n.id) + " conf change " + std::to_string(cc.id) + ": " +
+          code_name(cc.status.code) + " " + cc.new_conf.to_string());
+  }
+  if (rd.role_changed || rd.leader_changed)
+    trace("node " + std::to_string(n.id) + " is " + role_name(c.role()) + " term " +
+          std::to_string(c.term()) + " leader " + c.leader().to_string());
+  if (rd.role_changed && c.role() == Role::Leader) check_leader(n);
+  if (!healed_ && rd.role_changed && c.role() == Role::Candidate &&
+      rng_.chance(s_.p_replay_on_election)) {
+    auto& h = history_[n.id];
+    for (int k = 0; k < 4 && !h.empty(); ++k)
+      schedule(now_ + rng_.range(1, 10), MsgEvent{h[rng_.below(h.size())]});
+  }
+  if (!healed_ && rd.role_changed && c.role() == Role::Leader) {
+    for (auto& o : nodes_) {
+      if (!o->alive || o.get() == &n || o->core().role() != Role::Leader) continue;
+      if (!rng_.chance(s_.p_split_leaders)) continue;
+      // Both reach the followers; the deposed one must notice their newer term.
+      for (auto& row : links_) std::fill(row.begin(), row.end(), true);
+      links_[n.id][o->id] = links_[o->id][n.id] = false;
+      trace("split leaders " + std::to_string(n.id) + " and " + std::to_string(o->id));
     }
-    if (rd.compact_before) persist(n, *rd.compact_before, lat);
-    for (auto& m : rd.messages) send(n, std::move(m));
-    for (const auto& e : rd.committed) {
-      apply(n, e);
-      if (!result_.ok) return;
+  }
+  if (!healed_ && rd.role_changed && c.role() == Role::Leader && rng_.chance(s_.p_crash_new_leader))
+    schedule(now_ + rng_.range(0, 2), CrashEvent{n.id});
+  if (c.role() == Role::Leader) {
+    if (!healed_ && c.commit_index() > last_commit_[n.id] &&
+        rng_.chance(s_.p_isolate_after_commit)) {
+      for (int b = 0; b < s_.nodes; ++b)
+        if (b != n.id) links_[n.id][b] = links_[b][n.id] = false;
+      trace("isolate leader " + std::to_string(n.id) + " after commit " +
+            std::to_string(c.commit_index()));
     }
-    n.proposals.applied(rd.committed);  // as the runtime's drain, after the state machine
-    if (!result_.ok) return;
-    if (rd.install_snapshot) start_install(n, *rd.install_snapshot);
-    for (const auto& r : rd.reads) {
-      auto it = reads_.find(r.ctx);
-      if (it == reads_.end()) continue;
-      if (r.status.ok()) {
-        if (r.index < it->second.must_see)
-          fail("linearizable read: node " + std::to_string(n.id) + " read index " +
-               std::to_string(r.index) + " misses write " + std::to_string(it->second.must_see) +
-               " acknowledged before the read began");
-        ++result_.reads_ok;
-      }
-      reads_.erase(it);
+    last_commit_[n.id] = c.commit_index();
+    if (!rd.committed.empty() && commit_term_.size() < rd.committed.back().index) {
+      size_t size = rd.committed.back().index;  // applied below, after this look
+      applied_.resize(size, {0, 0});
+      chain_.resize(size, 0);
+      commit_term_.resize(size, UINT64_MAX);
     }
-    for (const auto& cc : rd.conf_changes) {
-      if (cc.status.ok()) ++result_.conf_changes_ok;
-      if (catchup_id_ && cc.id == catchup_id_ && n.id == catchup_leader_) {
-        catchup_id_ = 0;
-        if (cc.status.ok()) {
-          catchup_done_ms_ = now_;
-          result_.catchup_ms = now_ - catchup_started_ms_;
-        } else if (cc.status.code == Code::CatchupFailed) {
-          fail("catch-up: the newcomer could not join a healthy cluster: " + cc.status.message);
-        }
-      }
-      trace("node " + std::to_string(n.id) + " conf change " + std::to_string(cc.id) + ": " +
-            code_name(cc.status.code) + " " + cc.new_conf.to_string());
+    // Record the lowest term in which each index became committed (for completeness).
+    for (uint64_t i = c.commit_index(); i > 0 && i - 1 < commit_term_.size(); --i) {
+      if (commit_term_[i - 1] <= c.term()) break;
+      commit_term_[i - 1] = c.term();
     }
-    Raft& c = *n.core;
-    if (rd.role_changed && c.role() != Role::Leader) n.proposals.leadership_lost();
-    if (rd.role_changed || rd.leader_changed)
-      trace("node " + std::to_string(n.id) + " is " + role_name(c.role()) + " term " +
-            std::to_string(c.term()) + " leader " + c.leader().to_string());
-    if (rd.role_changed && c.role() == Role::Leader) check_leader(n);
-    if (!healed_ && rd.role_changed && c.role() == Role::Candidate &&
-        rng_.chance(s_.p_replay_on_election)) {
-      auto& h = history_[n.id];
-      for (int k = 0; k < 4 && !h.empty(); ++k)
-        schedule(now_ + rng_.range(1, 10), MsgEvent{h[rng_.below(h.size())]});
-    }
-    if (!healed_ && rd.role_changed && c.role() == Role::Leader) {
-      for (auto& o : nodes_) {
-        if (!o->alive || o.get() == &n || o->core->role() != Role::Leader) continue;
-        if (!rng_.chance(s_.p_split_leaders)) continue;
-        // Both reach the followers; the deposed one must notice their newer term.
-        for (auto& row : links_) std::fill(row.begin(), row.end(), true);
-        links_[n.id][o->id] = links_[o->id][n.id] = false;
-        trace("split leaders " + std::to_string(n.id) + " and " + std::to_string(o->id));
-      }
-    }
-    if (!healed_ && rd.role_changed && c.role() == Role::Leader &&
-        rng_.chance(s_.p_crash_new_leader))
-      schedule(now_ + rng_.range(0, 2), CrashEvent{n.id});
-    if (c.role() == Role::Leader) {
-      if (!healed_ && c.commit_index() > last_commit_[n.id] &&
-          rng_.chance(s_.p_isolate_after_commit)) {
-        for (int b = 0; b < s_.nodes; ++b)
-          if (b != n.id) links_[n.id][b] = links_[b][n.id] = false;
-        trace("isolate leader " + std::to_string(n.id) + " after commit " +
-              std::to_string(c.commit_index()));
-      }
-      last_commit_[n.id] = c.commit_index();
-      // Record the lowest term in which each index became committed (for completeness).
-      for (uint64_t i = c.commit_index(); i > 0 && i - 1 < commit_term_.size(); --i) {
-        if (commit_term_[i - 1] <= c.term()) break;
-        commit_term_[i - 1] = c.term();
-      }
-      if (c.conf_index() <= c.commit_index() && !c.conf().is_voter(c.self()))
-        fail("configuration safety: node " + std::to_string(n.id) +
-             " leads although the committed configuration excludes it");
-    }
-    if (!result_.ok) return;
+    if (c.conf_index() <= c.commit_index() && !c.conf().is_voter(c.self()))
+      fail("configuration safety: node " + std::to_string(n.id) +
+           " leads although the committed configuration excludes it");
   }
 }
 
 Node* World::find_leader() {
   Node* best = nullptr;
   for (auto& n : nodes_)
-    if (n->alive && n->core->role() == Role::Leader &&
-        (!best || n->core->term() > best->core->term()))
+    if (n->alive && n->core().role() == Role::Leader &&
+        (!best || n->core().term() > best->core().term()))
       best = n.get();
   return best;
 }
@@ -1170,65 +1318,59 @@ void World::inject_faults() {
   }
   Node* leader = find_leader();
   if (leader && rng_.chance(s_.p_membership)) {
-    Raft& c = *leader->core;
+    const Raft& c = leader->core();
     PeerList peers;
     for (auto& n : nodes_)
       if (rng_.chance(0.6)) insert_sorted(peers, n->peer);
     if (peers.empty()) insert_sorted(peers, nodes_[pick()]->peer);
     uint64_t kind = rng_.below(4);
-    Status st;
+    std::string method;
     if (kind == 0) {
-      st = c.add_peer(next_cc_++, nodes_[pick()]->peer, now_);
+      method = "add_peer";
+      peers = {nodes_[pick()]->peer};
     } else if (kind == 1) {
-      st = c.remove_peer(next_cc_++, nodes_[pick()]->peer, now_);
+      method = "remove_peer";
+      peers = {nodes_[pick()]->peer};
     } else if (kind == 2) {
-      st = c.change_peers(next_cc_++, peers, now_);
+      method = "change_peers";
     } else {
-      PeerList learners;
+      method = "change_learners";
+      peers.clear();
       for (auto& n : nodes_)
-        if (!contains(c.conf().peers, n->peer) && rng_.chance(0.5))
-          insert_sorted(learners, n->peer);
-      st = c.change_learners(next_cc_++, learners, now_);
+        if (!contains(c.conf().peers, n->peer) && rng_.chance(0.5)) insert_sorted(peers, n->peer);
     }
-    trace("membership change by " + std::to_string(leader->id) + ": " + code_name(st.code));
-    drain(*leader);
+    leader->replica->change_conf(method, peers,
+                                 [this, id = leader->id, method](const ConfChangeResult& cc) {
+                                   trace("membership change (" + method + ") by " +
+                                         std::to_string(id) + ": " + code_name(cc.status.code));
+                                 });
   }
   leader = find_leader();
   if (leader && rng_.chance(s_.p_transfer)) {
     // Sometimes ANY_PEER: the core picks the follower with the longest log.
     PeerId target = rng_.chance(0.3) ? PeerId{} : nodes_[pick()]->peer;
-    Status st = leader->core->transfer_leader(target, now_);
-    if (st.ok()) ++result_.transfers;
-    drain(*leader);
+    if (leader->replica->transfer_leader(target).ok()) ++result_.transfers;
   }
   if (rng_.chance(s_.p_snapshot)) take_snapshot(*nodes_[pick()]);
 }
 
+// As `raftstore snapshot` on that replica: the runtime's snapshot executor takes it.
 void World::take_snapshot(Node& n) {
-  if (!n.alive || n.snapshot_in_progress || n.sm.index == 0) return;
-  auto meta = n.core->snapshot_meta_at(n.sm.index);
-  if (meta &&
-      (!n.disk_snapshot || meta->last_included_index > n.disk_snapshot->meta.last_included_index)) {
-    n.snapshot_in_progress = true;
-    persist(n, DurableSnapshot{*meta, n.sm}, rng_.range(1, 30));
-  }
+  if (!n.alive) return;
+  n.replica->snapshot([this, id = n.id](storage::Status st) {
+    if (!st.ok()) trace("node " + std::to_string(id) + " snapshot failed: " + st.message);
+  });
 }
 
 // The catch-up profile's load: the leader appends `bulk` client writes at once, as a
 // runtime's proposal queue does, until the log is long enough.
 void World::bulk_load() {
   Node* l = find_leader();
-  if (!l || l->core->last_index() >= s_.log_target) return;
-  std::vector<std::shared_ptr<const std::string>> data;
-  std::vector<uint64_t> ops;
+  if (!l || l->core().last_index() >= s_.log_target) return;
   for (uint32_t i = 0; i < s_.bulk; ++i) {
-    ops.push_back(next_op_++);
-    data.push_back(std::make_shared<const std::string>(payload(ops.back())));
+    uint64_t op = next_op_++;
+    l->replica->propose(payload(op), track(*l, op), false);
   }
-  auto res = l->core->propose_batch(std::move(data), now_);
-  for (size_t i = 0; i < res.size(); ++i)
-    if (res[i].status.ok()) track(*l, res[i].index, res[i].term, ops[i]);
-  drain(*l);
 }
 
 // After healing, with no client writes, the leader takes a replica that was never in the
@@ -1236,9 +1378,10 @@ void World::bulk_load() {
 void World::start_catchup() {
   if (catchup_done_ms_ || now_ < catchup_next_try_ms_) return;
   Node* l = find_leader();
-  if (catchup_id_ && l && l->id == catchup_leader_) return;  // in flight
+  if (catchup_id_ && l && l->id == catchup_leader_ && l->epoch == catchup_epoch_)
+    return;  // in flight
   catchup_id_ = 0;
-  if (!l || l->core->conf_index() > l->core->commit_index()) return;
+  if (!l || l->core().conf_index() > l->core().commit_index()) return;
   catchup_next_try_ms_ = now_ + 10;
   if (!catchup_snapshots_ && s_.swap_in) {
     // As an operator's `raftstore snapshot` on every replica first: the newcomer then
@@ -1249,27 +1392,36 @@ void World::start_catchup() {
     return;
   }
   Node& newcomer = *nodes_[s_.voters];
-  Raft& c = *l->core;
-  uint64_t id = next_cc_++;
-  Status st;
+  const Raft& c = l->core();
+  PeerList peers{newcomer.peer};
   if (s_.swap_in) {
-    PeerList peers = c.conf().peers;
+    peers = c.conf().peers;
     peers.erase(peers.begin() + static_cast<ptrdiff_t>(rng_.below(peers.size())));
     insert_sorted(peers, newcomer.peer);
-    st = c.change_peers(id, peers, now_);
-  } else {
-    st = c.add_peer(id, newcomer.peer, now_);
   }
-  trace("catch-up: " + std::string(s_.swap_in ? "change_peers" : "add_peer") + " of node " +
-        std::to_string(newcomer.id) + " at log " + std::to_string(c.last_index()) + ": " +
-        code_name(st.code));
-  if (st.ok()) {
-    catchup_id_ = id;
-    catchup_leader_ = l->id;
+  uint64_t token = ++catchup_tokens_;
+  catchup_id_ = token;
+  catchup_leader_ = l->id;
+  catchup_epoch_ = l->epoch;
+  uint64_t log = c.last_index();
+  std::string method = s_.swap_in ? "change_peers" : "add_peer";
+  l->replica->change_conf(method, peers, [this, token](const ConfChangeResult& cc) {
+    if (catchup_id_ != token) return;
+    catchup_id_ = 0;
+    if (cc.status.ok()) {
+      catchup_done_ms_ = now_;
+      result_.catchup_ms = now_ - catchup_started_ms_;
+    } else if (cc.status.code == Code::CatchupFailed) {
+      fail("catch-up: the newcomer could not join a healthy cluster: " + cc.status.message);
+    }
+  });
+  bool started = catchup_id_ == token;  // not refused at once
+  trace("catch-up: " + method + " of node " + std::to_string(newcomer.id) + " at log " +
+        std::to_string(log) + (started ? ": started" : ": refused"));
+  if (started) {
     if (!catchup_started_ms_) catchup_started_ms_ = now_;
-    result_.catchup_entries = c.last_index();
+    result_.catchup_entries = log;
   }
-  drain(*l);
 }
 
 void World::client_ops() {
@@ -1281,9 +1433,7 @@ void World::client_ops() {
     Node& n = *nodes_[rng_.below(static_cast<uint64_t>(s_.nodes))];
     if (n.alive) {
       uint64_t op = next_op_++;
-      auto res = n.core->propose(std::make_shared<const std::string>(payload(op)), now_);
-      if (res.status.ok()) track(n, res.index, res.term, op);
-      drain(n);
+      n.replica->propose(payload(op), track(n, op), s_.forward_proposals);
     }
   }
   if (rng_.chance(s_.p_read)) {
@@ -1291,8 +1441,19 @@ void World::client_ops() {
     if (n.alive) {
       uint64_t ctx = next_ctx_++;
       reads_[ctx] = ReadCheck{now_, max_acked_, n.id};
-      n.core->read_index(ctx, now_);
-      drain(n);
+      bool lease = rng_.chance(s_.p_lease_read);
+      n.replica->read_index(lease, [this, ctx](Status st, uint64_t index) {
+        auto it = reads_.find(ctx);
+        if (it == reads_.end()) return;
+        if (st.ok()) {
+          if (index < it->second.must_see)
+            fail("linearizable read: node " + std::to_string(it->second.node) + " read index " +
+                 std::to_string(index) + " misses write " + std::to_string(it->second.must_see) +
+                 " acknowledged before the read began");
+          ++result_.reads_ok;
+        }
+        reads_.erase(it);
+      });
     }
   }
 }
@@ -1328,7 +1489,7 @@ Result World::run() {
       bool loaded = false;
       if (s_.bulk && !healed_) {
         Node* l = find_leader();
-        loaded = l && l->core->commit_index() >= s_.log_target;
+        loaded = l && l->core().commit_index() >= s_.log_target;
       }
       if (!healed_ && (now_ >= heal_at || loaded)) {
         heal_at = now_;
@@ -1340,6 +1501,10 @@ Result World::run() {
         heal();
         acked_before_heal = result_.acked_writes;
       }
+      // The simulated disk fails only by crashing: a replica that stops itself is a bug.
+      for (auto& n : nodes_)
+        if (n->alive && n->replica->failed())
+          fail("node " + std::to_string(n->id) + " stopped: " + n->replica->failure());
       if (!healed_) inject_faults();
       if (s_.bulk && !healed_) bulk_load();
       if (s_.bulk && healed_) start_catchup();
@@ -1361,7 +1526,7 @@ Result World::run() {
         Node* leader = find_leader();
         bool all = leader != nullptr;
         for (auto& n : nodes_)
-          if (all && leader->core->conf().is_member(n->peer) && n->sm.index < liveness_op_index)
+          if (all && leader->core().conf().is_member(n->peer) && n->sm.index < liveness_op_index)
             all = false;
         // ... and every read issued between healing and that write must have been answered.
         for (const auto& [ctx, r] : reads_)
@@ -1371,7 +1536,8 @@ Result World::run() {
       }
       if (now_ >= deadline) {
         for (auto& n : nodes_) {
-          auto st = n->core->status();
+          if (!n->replica) continue;
+          auto st = n->replica->status();
           trace("node " + std::to_string(n->id) + " " + role_name(st.role) + " term " +
                 std::to_string(st.term) + " first " + std::to_string(st.first_index) + " last " +
                 std::to_string(st.last_index) + " commit " + std::to_string(st.commit_index) +
@@ -1422,17 +1588,18 @@ Result World::run() {
               open.push_back({from, nodes_[from]->epoch, ev.env.rpc_id});
             }
             if (trace_) trace(describe(ev.env));
-            n.core->step(ev.env, now_);
-            drain(n);
+            if (is_request(ev.env.payload))
+              n.replica->receive(ev.env);
+            else
+              n.replica->answered(ev.env);
           } else if constexpr (std::is_same_v<T, TickEvent>) {
             Node& n = *nodes_[ev.node];
             if (!n.alive || n.epoch != ev.epoch) return;
-            n.core->tick(now_);
-            drain(n);
+            n.replica->tick();
             schedule(now_ + 5, TickEvent{ev.node, ev.epoch});
           } else if constexpr (std::is_same_v<T, DiskEvent>) {
             Node& n = *nodes_[ev.node];
-            if (n.alive && n.epoch == ev.epoch) on_disk(n, ev.queue, ev.write_id);
+            if (n.alive && n.epoch == ev.epoch) on_disk(n);
           } else if constexpr (std::is_same_v<T, FileRequestEvent>) {
             Node& n = *nodes_[ev.node];
             if (n.alive && n.epoch == ev.epoch) on_file_request(ev);
@@ -1445,20 +1612,28 @@ Result World::run() {
             Node& n = *nodes_[ev.node];
             if (!n.alive || n.epoch != ev.epoch) return;
             trace("node " + std::to_string(n.id) + " told " + ev.peer.to_string() + " is down");
-            n.core->peer_unreachable(ev.peer, now_);
-            drain(n);
+            n.replica->peer_unreachable(ev.peer);
           } else if constexpr (std::is_same_v<T, RpcFailedEvent>) {
             Node& n = *nodes_[ev.node];
             if (!n.alive || n.epoch != ev.epoch) return;
-            n.core->rpc_failed(ev.peer, ev.rpc_id, now_);
-            drain(n);
+            n.replica->call_failed(ev.peer, ev.rpc_id);
+          } else if constexpr (std::is_same_v<T, PostEvent>) {
+            if (live(ev.node, ev.epoch)) ev.work();
+          } else if constexpr (std::is_same_v<T, ForwardEvent>) {
+            on_forward(ev.call);
+          } else if constexpr (std::is_same_v<T, ForwardReplyEvent>) {
+            auto it = forwards_.find(ev.call);
+            if (it == forwards_.end()) return;
+            ForwardCall c = std::move(it->second);
+            forwards_.erase(it);
+            if (live(c.from, c.epoch)) c.done(ev.code, ev.text, ev.resp);
           }
         },
         q.ev);
   }
   for (auto& n : nodes_)
-    if (n->core) {
-      const auto& c = n->core->counters();
+    if (n->replica) {
+      const auto& c = n->core().counters();
       result_.dropped_invalid += c.total();
     }
   return result_;

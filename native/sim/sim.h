@@ -75,6 +75,11 @@ struct Scenario {
       0.0;  // a chunk of a snapshot copy arriving, or being served, crashes that replica
   int slow_disk_node = -1;  // this replica's disk is slow during the faults
   uint64_t slow_disk_ms = 0;
+  // The runtime around the core (native/runtime/replica.h) as the simulator hosts it:
+  bool forward_proposals = false;   // a follower hands client writes to the leader
+  double p_lease_read = 0.0;        // a read asks for the leader's lease (if leader_lease)
+  double p_torn_commit = 0.0;       // a log writer batch is cut short by a crash
+  uint64_t snapshot_threshold = 0;  // NodeOptions::snapshot_log_threshold
   double p_propose = 0.3, p_read = 0.2;
   uint64_t chaos_ms = 4000;        // faults happen in [0, chaos_ms)
   uint64_t liveness_bound_ms = 0;  // after healing; 0: derived from timeouts and latencies
