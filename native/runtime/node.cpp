@@ -128,10 +128,12 @@ uint64_t Node::now_ms() { return runtime::now_ms(); }
 
 uint64_t Node::wall_ms() { return ms_of<std::chrono::system_clock>(); }
 
-bool Node::post(std::function<void()> f) {
-  return gate_->post([weak = weak_from_this(), f = std::move(f)] {
-    if (auto self = weak.lock()) f();
-  });
+ReplicaEnv::Post Node::poster() {
+  return [gate = gate_, weak = weak_from_this()](std::function<void()> f) {
+    return gate->post([weak, f = std::move(f)] {
+      if (auto self = weak.lock()) f();
+    });
+  };
 }
 
 void Node::call(Envelope req, uint32_t timeout_ms, const storage::SnapshotInfo* lend) {

@@ -134,7 +134,7 @@ class Node : public std::enable_shared_from_this<Node>, private ReplicaEnv {
   // ReplicaEnv, over Asio, sockets, a thread and files.
   uint64_t now_ms() override;
   uint64_t wall_ms() override;
-  bool post(std::function<void()> f) override;
+  Post poster() override;
   void call(core::Envelope req, uint32_t timeout_ms, const storage::SnapshotInfo* lend) override;
   void respond(core::Envelope resp) override;
   void forward(const core::PeerId& leader, std::shared_ptr<const std::string> data,

@@ -66,7 +66,7 @@ void Replica::propose(std::string data, ProposeDone done, bool may_forward) {
   }
   // One handler takes everything queued by then: one append, one AppendEntries round
   // and one log write for the lot (braft batches its apply queue the same way).
-  if (schedule && !env_.post([this] { flush_proposals(); })) {
+  if (schedule && !post_([this] { flush_proposals(); })) {
     std::vector<Queued> queued;
     {
       std::lock_guard<std::mutex> l(proposals_mu_);

@@ -12,7 +12,7 @@
 namespace raftstore::runtime {
 
 Replica::Replica(ReplicaEnv& env, NodeOptions opt, StateMachine sm)
-    : env_(env), opt_(std::move(opt)), sm_(std::move(sm)) {}
+    : env_(env), post_(env.poster()), opt_(std::move(opt)), sm_(std::move(sm)) {}
 
 void Replica::start(core::Boot boot, std::optional<storage::SnapshotInfo> published,
                     uint64_t seed) {

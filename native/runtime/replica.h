@@ -113,9 +113,12 @@ class ReplicaEnv {
   virtual ~ReplicaEnv() = default;
   virtual uint64_t now_ms() = 0;   // monotonic: Raft's timers
   virtual uint64_t wall_ms() = 0;  // ms since the epoch: leader time stamps
-  // Runs `f` on the replica's thread soon, while the replica lives. False if it never will
-  // (the host is gone). Thread-safe.
-  virtual bool post(std::function<void()> f) = 0;
+  // A function that runs work on the replica's thread soon, while the replica lives, and
+  // returns false if it never will (the host is gone). Thread-safe, and safe to call after
+  // the replica and this environment are gone: a state machine may finish a snapshot on
+  // its own thread after its host stopped.
+  using Post = std::function<bool(std::function<void()>)>;
+  virtual Post poster() = 0;
   // A Raft request to req.to. Its answer comes back through Replica::answered, or a
   // transport failure (not sent, connection lost, no answer within `timeout_ms`) through
   // Replica::call_failed. `lend` is set for InstallSnapshot: the published snapshot that
@@ -220,6 +223,7 @@ class Replica {
   void finish_snapshot(const storage::Status& st);
 
   ReplicaEnv& env_;
+  ReplicaEnv::Post post_;
   NodeOptions opt_;
   StateMachine sm_;
   std::unique_ptr<core::Raft> core_;

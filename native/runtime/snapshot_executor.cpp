@@ -22,8 +22,8 @@ void Replica::start_snapshot() {
   std::string dir;
   if (auto st = env_.begin_snapshot(&dir); !st.ok()) return finish_snapshot(st);
   snapshot_op_ = SnapshotOp::Saving;
-  sm_.save(dir, [this, meta = *meta](storage::Status st) {
-    env_.post([this, st, meta] { snapshot_saved(st, meta); });
+  sm_.save(dir, [this, post = post_, meta = *meta](storage::Status st) {
+    post([this, st, meta] { snapshot_saved(st, meta); });
   });
 }
 

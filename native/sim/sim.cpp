@@ -725,9 +725,11 @@ class SimEnv : public runtime::ReplicaEnv {
   SimEnv(World& w, Node& n) : w_(w), n_(n), epoch_(n.epoch) {}
   uint64_t now_ms() override { return w_.now_; }
   uint64_t wall_ms() override { return 1'700'000'000'000ull + w_.now_; }
-  bool post(std::function<void()> f) override {
-    w_.schedule(w_.now_, PostEvent{n_.id, epoch_, std::move(f)});
-    return true;
+  Post poster() override {
+    return [&w = w_, id = n_.id, epoch = epoch_](std::function<void()> f) {
+      w.schedule(w.now_, PostEvent{id, epoch, std::move(f)});
+      return true;
+    };
   }
   void call(Envelope req, uint32_t timeout_ms, const storage::SnapshotInfo*) override {
     w_.call(n_, std::move(req), timeout_ms);

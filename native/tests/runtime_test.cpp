@@ -672,6 +672,36 @@ TEST_F(RuntimeTest, SnapshotsByLogThreshold) {
   EXPECT_EQ(nodes_[now_leader == leader ? (leader + 1) % 3 : now_leader]->snapshot_index(), 0u);
 }
 
+// A state machine may finish writing a snapshot on its own thread after its host stopped:
+// the late `done` is dropped, not run on a freed node (ASan fails this test otherwise).
+TEST_F(RuntimeTest, ASnapshotFinishedAfterItsHostStoppedIsDropped) {
+  Applied applied[3];
+  int leader = StartThree(applied);
+  ASSERT_GE(leader, 0);
+  ASSERT_TRUE(Propose(*nodes_[leader], "x").ok());
+  std::promise<StateMachine::SaveDone> saving;
+  Applied mine;
+  StateMachine sm = mine.machine();
+  sm.save = [&saving](const std::string&, StateMachine::SaveDone done) {
+    saving.set_value(std::move(done));  // finished later, by the test
+  };
+  StopHost(leader);
+  RestartHost(leader);
+  NodeOptions o;
+  o.group = "g";
+  o.self = Peer(ports_[leader]);
+  o.data_dir = (root_ / "g" / std::to_string(leader)).string();
+  o.initial_conf = conf_;
+  o.raft.election_timeout_ms = 300;
+  ASSERT_TRUE(hosts_[leader]->add_node(o, sm, &nodes_[leader]).ok());
+  ASSERT_TRUE(WaitApplied(mine, 1, 5s));
+  nodes_[leader]->snapshot([](storage::Status) {});
+  auto saved = saving.get_future();
+  ASSERT_EQ(saved.wait_for(5s), std::future_status::ready);
+  StopHost(leader);  // the node and its host are freed
+  saved.get()(storage::Status{});
+}
+
 // FileService as braft's: the meta first, then chunks; errors for bad requests.
 TEST(FileService, ServesASnapshotInChunks) {
   char tmpl[] = "/tmp/file_service_XXXXXX";
