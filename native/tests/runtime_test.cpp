@@ -109,8 +109,8 @@ class RuntimeTest : public testing::Test {
   std::shared_ptr<Node> StartNewcomer(const std::string& group, Applied* applied) {
     return Start(AddHost(), group, applied, core::Configuration{});
   }
-  std::shared_ptr<Node> Start(int i, const std::string& group, Applied* applied,
-                              const core::Configuration& initial) {
+  // The options of replica i of `group` (on host i, in its own directory).
+  NodeOptions OptionsFor(int i, const std::string& group, const core::Configuration& initial) {
     NodeOptions o;
     o.group = group;
     o.self = Peer(ports_[i]);
@@ -118,6 +118,11 @@ class RuntimeTest : public testing::Test {
     o.initial_conf = initial;
     o.raft.election_timeout_ms = 300;
     o.raft.max_election_delay_ms = 300;
+    return o;
+  }
+  std::shared_ptr<Node> Start(int i, const std::string& group, Applied* applied,
+                              const core::Configuration& initial) {
+    NodeOptions o = OptionsFor(i, group, initial);
     o.forward_proposals = forward_;
     if (stamp_) {
       o.stamp_leader_time = true;
@@ -651,13 +656,7 @@ TEST_F(RuntimeTest, SnapshotsByLogThreshold) {
   // Restart the leader with a threshold of 50 entries.
   StopHost(leader);
   RestartHost(leader);
-  NodeOptions o;
-  o.group = "g";
-  o.self = Peer(ports_[leader]);
-  o.data_dir = (root_ / "g" / std::to_string(leader)).string();
-  o.initial_conf = conf_;
-  o.raft.election_timeout_ms = 300;
-  o.raft.max_election_delay_ms = 300;
+  NodeOptions o = OptionsFor(leader, "g", conf_);
   o.snapshot_log_threshold = 50;
   Applied mine;
   ASSERT_TRUE(hosts_[leader]->add_node(o, mine.machine(), &nodes_[leader]).ok());
@@ -687,13 +686,7 @@ TEST_F(RuntimeTest, ASnapshotFinishedAfterItsHostStoppedIsDropped) {
   };
   StopHost(leader);
   RestartHost(leader);
-  NodeOptions o;
-  o.group = "g";
-  o.self = Peer(ports_[leader]);
-  o.data_dir = (root_ / "g" / std::to_string(leader)).string();
-  o.initial_conf = conf_;
-  o.raft.election_timeout_ms = 300;
-  ASSERT_TRUE(hosts_[leader]->add_node(o, sm, &nodes_[leader]).ok());
+  ASSERT_TRUE(hosts_[leader]->add_node(OptionsFor(leader, "g", conf_), sm, &nodes_[leader]).ok());
   ASSERT_TRUE(WaitApplied(mine, 1, 5s));
   nodes_[leader]->snapshot([](storage::Status) {});
   auto saved = saving.get_future();
