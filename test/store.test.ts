@@ -2,7 +2,7 @@
 // indices kept in step and rebuilt on restore.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RaftError, Store, StoreError, type Transaction, type TxContext, type View } from '../lib/index.js';
@@ -360,6 +360,41 @@ describe('Store', function () {
     await u0!.transact('addTodo', { title: 'already here' });
     await assert.rejects(Store.open({ ...used[2]!, importFrom: solo }),
       (e: unknown) => e instanceof StoreError && e.code === 'ERR_STORE_IMPORT' && /already has data/.test(e.message));
+  });
+
+  it('importFrom a missing, empty or clustered directory is refused and leaves the cluster unseeded', async () => {
+    // A closed replica of another cluster, with a log of its own.
+    const otherPorts = [base + 85, base + 86, base + 87];
+    const other = (i: number) => ({
+      group: 'todos', config: otherPorts.map((p) => `127.0.0.1:${p}:0`).join(','), port: otherPorts[i]!,
+      dir: join(dir, `other${i}`), electionTimeoutMs: 300, transactions, classes: [Todo, User],
+    });
+    const [o0, o1] = await Promise.all([Store.open(other(0)), Store.open(other(1))]);
+    await until('a leader', () => o0!.isLeader || o1!.isLeader);
+    await (o0!.isLeader ? o0! : o1!).transact('addTodo', { title: 'theirs' });
+    await Promise.all([o0!.close(), o1!.close()]);
+    const empty = join(dir, 'empty');
+    mkdirSync(empty);
+
+    const ports = [base + 80, base + 81, base + 82];
+    const opts = (i: number, extra: Record<string, unknown> = {}) => ({
+      group: 'todos', config: ports.map((p) => `127.0.0.1:${p}:0`).join(','), port: ports[i]!,
+      dir: join(dir, `c${i}`), electionTimeoutMs: 300, transactions, classes: [Todo, User], ...extra,
+    });
+    stores = await Promise.all([Store.open(opts(1)), Store.open(opts(2))]);
+    const bad: [string, RegExp][] = [
+      [join(dir, 'sollo'), /no such directory/], [empty, /is empty/], [join(dir, 'other0'), /replica of a cluster/],
+    ];
+    for (const [from, why] of bad)
+      await assert.rejects(Store.open(opts(0, { importFrom: from })),
+        (e: unknown) => e instanceof StoreError && e.code === 'ERR_STORE_IMPORT' && why.test(e.message) && /not seeded/.test(e.message));
+    // Still unseeded: the right directory seeds it.
+    const solo = join(dir, 'solo');
+    const standalone = await Store.open({ group: 'todos', dir: solo, standalone: true, transactions, classes: [Todo, User] });
+    for (let i = 0; i < 3; i++) await standalone.transact('addTodo', { title: `s${i}` });
+    await standalone.close();
+    stores.push(await Store.open(opts(0, { importFrom: solo })));
+    await until('seeded everywhere', () => stores.every((s) => s.all(Todo).length === 3));
   });
 
   it('snapshots and restores 1,000,000 objects', async function () {

@@ -3,9 +3,10 @@
 // arguments, and every replica re-executes it in log order against its in-memory objects.
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { open as openFile, readFile } from 'node:fs/promises';
+import { open as openFile, readdir, readFile } from 'node:fs/promises';
 import { deserialize, serialize } from 'node:v8';
 import { RaftError, StoreError } from '../errors.js';
+import { parsePeerId } from '../peer.js';
 import {
   RaftNode, type Entry, type RaftNodeOptions, type RaftStatus, type Role, type SnapshotReader,
   type SnapshotWriter, type StateMachine,
@@ -174,9 +175,32 @@ export class Store<T extends Record<string, TransactionFn<never, unknown>> = Rec
   async #seed(dir: string, options: StoreOptions<T>): Promise<void> {
     await this.node.readBarrier({ timeoutMs: 30_000 });
     if (this.#imported) return;
-    const source = await Store.open({
+    // A typo must not seed the cluster with nothing, for good: the source must be a store's
+    // data directory, and a standalone one (its configuration this replica alone).
+    const refuse = (why: string): StoreError =>
+      new StoreError('ERR_STORE_IMPORT', `importFrom ${JSON.stringify(dir)}: ${why}; the cluster was not seeded`);
+    let names: string[];
+    try {
+      names = await readdir(dir);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      throw refuse(code === 'ENOENT' ? 'no such directory' : code === 'ENOTDIR' ? 'not a directory' : String(e));
+    }
+    if (names.length === 0) throw refuse('the directory is empty');
+    if (!names.includes('raft_meta')) throw refuse('not the data directory of a store (it has no raft_meta)');
+    const source = new Store({
       group: options.group, dir, standalone: true, transactions: this.#transactions, classes: this.#classes,
     });
+    try {
+      await source.node.start();
+      const { peers, learners } = source.node.status().configuration;
+      if (peers.length !== 1 || learners.length > 0 || parsePeerId(peers[0]!).toString() !== parsePeerId(source.node.id).toString())
+        throw refuse(`a replica of a cluster (configuration ${[...peers, ...learners].join(',')}), not a standalone store`);
+      await source.node.readBarrier({ timeoutMs: 60_000 });
+    } catch (e) {
+      await source.close();
+      throw e;
+    }
     let parts: ImportPart[];
     try {
       const id = randomUUID();
