@@ -397,6 +397,24 @@ describe('Store', function () {
     await until('seeded everywhere', () => stores.every((s) => s.all(Todo).length === 3));
   });
 
+  it('a restarted replica opens caught up: its reads see what was committed before (catchUpOnOpen)', async () => {
+    const ports = await three(92);
+    await until('a leader', () => stores.some((s) => s.isLeader));
+    const li = stores.findIndex((s) => s.isLeader);
+    const f = (li + 1) % 3; // a follower; transactions go through any replica
+    for (let i = 0; i < 20; i++) await stores[li]!.transact('addTodo', { title: `a${i}` });
+    await stores[f]!.close();
+    for (let i = 0; i < 30; i++) await stores[li]!.transact('addTodo', { title: `b${i}` });
+    stores[f] = await open(ports, f);
+    assert.equal(stores[f]!.all(Todo).length, 50, 'open resolved with everything committed before it');
+    // Without a majority, open waits up to openTimeoutMs; catchUpOnOpen: false does not wait.
+    await Promise.all(stores.map((s) => s.close()));
+    await assert.rejects(open(ports, f, { openTimeoutMs: 800 }),
+      (e: unknown) => e instanceof RaftError && e.code === 'ERR_RAFT_TIMEOUT' && /catchUpOnOpen/.test(e.message));
+    stores[f] = await open(ports, f, { catchUpOnOpen: false });
+    assert.equal(stores[f]!.isLeader, false);
+  });
+
   it('snapshots and restores 1,000,000 objects', async function () {
     this.timeout(180_000);
     const solo = join(dir, 'big');

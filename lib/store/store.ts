@@ -45,6 +45,16 @@ export interface StoreOptions<T extends Record<string, TransactionFn<never, unkn
    * cluster already seeded skips it; a cluster that already has data refuses it.
    */
   importFrom?: string;
+  /**
+   * A cluster replica's `open` resolves once it has applied what the group had committed
+   * when it opened (a read barrier through the leader), so its local reads see at least
+   * that: a restarted replica does not show an empty or stale state. Default true; false
+   * resolves once the directory is replayed. A replica started with config '' (waiting to be
+   * added) or outside its configuration never waits.
+   */
+  catchUpOnOpen?: boolean;
+  /** How long `open` waits for that catch-up: ERR_RAFT_TIMEOUT after (default 30,000 ms). */
+  openTimeoutMs?: number;
 }
 
 export interface StoreSnapshotEvent {
@@ -113,7 +123,10 @@ export class Store<T extends Record<string, TransactionFn<never, unknown>> = Rec
   private constructor(options: StoreOptions<T>) {
     super();
     if (typeof options !== 'object' || options === null) throw new RaftError('ERR_RAFT_BAD_CONFIG', 'options must be an object');
-    const { transactions, classes = [], standalone = false, importFrom, config, port: givenPort, ...rest } = options;
+    const {
+      transactions, classes = [], standalone = false, importFrom, config, port: givenPort,
+      catchUpOnOpen: _catchUp, openTimeoutMs: _openTimeout, ...rest
+    } = options;
     if (importFrom !== undefined && (typeof importFrom !== 'string' || importFrom === '' || standalone))
       throw new RaftError('ERR_RAFT_BAD_CONFIG', 'importFrom must be the directory of a standalone store, for a cluster (not standalone)');
     this.#importFrom = importFrom;
@@ -159,6 +172,23 @@ export class Store<T extends Record<string, TransactionFn<never, unknown>> = Rec
     // Standalone, the replica is its own quorum: open resolves with its log replayed. (A
     // cluster replica catches up once it hears from a leader; `read` with a consistency waits.)
     if (options.standalone === true) await store.node.readBarrier({ timeoutMs: 60_000 });
+    else if (options.catchUpOnOpen ?? true) {
+      const { peers, learners, oldPeers } = store.node.status().configuration;
+      const self = parsePeerId(store.node.id).toString();
+      const member = [...peers, ...learners, ...oldPeers].some((p) => parsePeerId(p).toString() === self);
+      const timeoutMs = options.openTimeoutMs ?? 30_000;
+      if (member) {
+        try {
+          await store.node.readBarrier({ timeoutMs });
+        } catch (e) {
+          await store.close();
+          throw e instanceof RaftError && e.code === 'ERR_RAFT_TIMEOUT'
+            ? new RaftError('ERR_RAFT_TIMEOUT', `replica ${store.node.id} could not catch up with its group within ${timeoutMs} ms ` +
+              '(is a majority of it running?); catchUpOnOpen: false opens it without waiting', { cause: e })
+            : e;
+        }
+      }
+    }
     if (store.#importFrom !== undefined) {
       try {
         await store.#seed(store.#importFrom, options);
