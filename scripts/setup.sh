@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Brings a fresh machine to the point where `npm test` can run: Debian toolchain, npm
-# devDependencies, and both native build trees. Safe to run again: each part skips work
-# that is already done.
+# Brings a fresh machine to the point where `npm run demo` runs and `npm test` can run:
+# Debian toolchain, npm devDependencies, and the addon. The sanitizer, fuzz and simulator
+# trees are built by `npm test` (and `npm run sim`) when first needed. Safe to run again:
+# each part skips work that is already done.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -35,6 +36,6 @@ else
   npm install --no-fund --no-audit
 fi
 
-echo "setup: building native trees"
-node scripts/build.mjs
+echo "setup: building the addon (npm test builds the other trees)"
+node scripts/build.mjs --addon-only
 echo "setup: done"
