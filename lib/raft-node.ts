@@ -193,10 +193,16 @@ function bad(what: string): never {
   throw new RaftError('ERR_RAFT_BAD_CONFIG', what);
 }
 
+// A bad option's value as the user should see it: '9150' (a string) is not 9150.
+function shown(value: unknown): string {
+  if (typeof value === 'string') return `the string ${JSON.stringify(value)}`;
+  return typeof value === 'object' && value !== null ? `an ${Array.isArray(value) ? 'array' : 'object'}` : String(value);
+}
+
 function integer(name: string, value: unknown, min: number, max: number, fallback: number): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max)
-    bad(`${name} must be an integer from ${min} to ${max}, got ${String(value)}`);
+    bad(`${name} must be an integer from ${min} to ${max}, got ${shown(value)}`);
   return value;
 }
 
@@ -234,7 +240,7 @@ function validate<R>(o: RaftNodeOptions<R>): Validated {
   const maxElectionDelayMs = integer('maxElectionDelayMs', o.maxElectionDelayMs, 0, 600_000,
     Math.min(electionTimeoutMs, 1000));
   if (o.leaderLease !== undefined && typeof o.leaderLease !== 'boolean')
-    bad(`leaderLease must be a boolean, got ${String(o.leaderLease)}`);
+    bad(`leaderLease must be a boolean, got ${shown(o.leaderLease)}`);
   return {
     ip,
     self: self.toString(),

@@ -364,5 +364,8 @@ describe('RaftNode (one process)', function () {
     for (const [what, patch] of cases)
       assert.throws(() => new RaftNode({ ...ok, ...patch } as never),
         (e: unknown) => e instanceof RaftError && e.code === 'ERR_RAFT_BAD_CONFIG' && e.message.length > 10, what);
+    // A number given as a string says so, instead of "got 9000".
+    assert.throws(() => new RaftNode({ ...ok, port: '9000' } as never),
+      (e: unknown) => e instanceof RaftError && /got the string "9000"/.test(e.message));
   });
 });
