@@ -195,7 +195,8 @@ void SnapshotCopier::finish(storage::Status st) {
   if (done) done(st);
 }
 
-int64_t NodeHost::open_reader(storage::SnapshotInfo snapshot, uint64_t ttl_ms) {
+int64_t NodeHost::open_reader(storage::SnapshotInfo snapshot, uint64_t ttl_ms,
+                              std::shared_ptr<const void> loan) {
   uint64_t now = now_ms();
   for (auto it = readers_.begin(); it != readers_.end();)  // readers whose answer was lost
     it = it->second.expires_ms < now ? readers_.erase(it) : std::next(it);
@@ -208,7 +209,7 @@ int64_t NodeHost::open_reader(storage::SnapshotInfo snapshot, uint64_t ttl_ms) {
     next_reader_ = (static_cast<int64_t>(::getpid()) << 45) | (us & ((int64_t{1} << 45) - 1));
   }
   int64_t id = next_reader_++;
-  readers_[id] = Reader{std::move(snapshot), now + ttl_ms};
+  readers_[id] = Reader{std::move(snapshot), now + ttl_ms, std::move(loan)};
   return id;
 }
 

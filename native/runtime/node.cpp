@@ -141,7 +141,8 @@ void Node::call(Envelope req, uint32_t timeout_ms, const storage::SnapshotInfo* 
   if (lend) {
     // Lent for the request's deadline and a little more: a follower copying past it is
     // refused and the leader sends a newer snapshot.
-    reader = host_.open_reader(*lend, timeout_ms + opt_.raft.election_timeout_ms);
+    reader = host_.open_reader(*lend, timeout_ms + opt_.raft.election_timeout_ms,
+                               snapshots_->lend(lend->path));
     std::get<core::InstallSnapshotRequest>(req.payload).uri =
         format_snapshot_uri(opt_.self, reader);
   }

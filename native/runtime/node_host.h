@@ -213,7 +213,9 @@ class NodeHost {
   void on_get_file(const rpc::Frame& frame, const rpc::Server::Respond& respond);
   void on_forward(const rpc::Frame& frame, const rpc::Server::Respond& respond);
   // FileService readers: a published snapshot lent to one InstallSnapshot (host thread).
-  int64_t open_reader(storage::SnapshotInfo snapshot, uint64_t ttl_ms);
+  // `loan` keeps the snapshot's files while the reader lives (SnapshotStore::lend).
+  int64_t open_reader(storage::SnapshotInfo snapshot, uint64_t ttl_ms,
+                      std::shared_ptr<const void> loan);
   void close_reader(int64_t id);
   // braft's CliService node lookup: by peer id, or the only node of the group.
   std::shared_ptr<Node> find(const std::string& group, const std::string& peer, int32_t* code,
@@ -232,6 +234,7 @@ class NodeHost {
   struct Reader {
     storage::SnapshotInfo snapshot;
     uint64_t expires_ms;
+    std::shared_ptr<const void> loan;
   };
   std::map<int64_t, Reader> readers_;  // host thread
   // Which (group, to, from) sent Raft requests on each inbound connection: when one closes,

@@ -1103,13 +1103,9 @@ void World::on_file_request(const FileRequestEvent& ev) {
     schedule(now_ + rng_.range(0, 2), std::move(reply));
     return;
   }
+  // A reader keeps its snapshot's files even once a newer one is published (the runtime's
+  // SnapshotStore::lend): a leader that snapshots faster than a copy takes must not starve it.
   auto it = l.readers.find(ev.request.reader_id());
-  // Publishing a newer snapshot removed the files of older ones, and their readers with them.
-  if (it != l.readers.end() && l.disk.snapshot &&
-      it->second.info.meta.last_included_index < l.disk.snapshot->info.meta.last_included_index) {
-    l.readers.erase(it);
-    it = l.readers.end();
-  }
   if (it == l.readers.end()) {
     reply.reply.error_code = rpc::kENOENT;  // no such reader (restarted, or replaced)
     reply.reply.error_text = "Fail to find reader";

@@ -13,6 +13,9 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <map>
+#include <mutex>
+#include <set>
 #include <string_view>
 
 namespace raftstore::storage {
@@ -814,7 +817,8 @@ bool decode_snapshot_info(std::string_view in, SnapshotInfo* info) {
   });
 }
 
-SnapshotStore::SnapshotStore(Key, std::string dir) : dir_(std::move(dir)) {}
+SnapshotStore::SnapshotStore(Key, std::string dir)
+    : dir_(std::move(dir)), loans_(std::make_shared<Loans>()) {}
 
 Status SnapshotStore::read_info(const std::string& path, SnapshotInfo* out) {
   *out = SnapshotInfo{};
@@ -869,6 +873,39 @@ Status SnapshotStore::open(const std::string& dir, std::unique_ptr<SnapshotStore
   return Status{};
 }
 
+struct SnapshotStore::Loans {
+  std::mutex mu;
+  std::map<std::string, int> count;  // by published directory
+  std::set<std::string> retired;     // replaced while lent: removed when the last loan ends
+};
+
+struct SnapshotStore::Loan {
+  std::shared_ptr<Loans> loans;
+  std::string path;
+  ~Loan() {
+    std::lock_guard<std::mutex> l(loans->mu);
+    if (--loans->count[path] > 0) return;
+    loans->count.erase(path);
+    std::error_code ec;
+    if (loans->retired.erase(path)) fs::remove_all(path, ec);
+  }
+};
+
+std::shared_ptr<const void> SnapshotStore::lend(const std::string& path) {
+  std::lock_guard<std::mutex> l(loans_->mu);
+  ++loans_->count[path];
+  return std::make_shared<Loan>(loans_, path);
+}
+
+void SnapshotStore::retire(const std::string& path) {
+  std::lock_guard<std::mutex> l(loans_->mu);
+  std::error_code ec;
+  if (loans_->count.count(path))
+    loans_->retired.insert(path);
+  else
+    fs::remove_all(path, ec);
+}
+
 Status SnapshotStore::begin(std::string* temp_dir) {
   std::error_code ec;
   *temp_dir = dir_ + "/temp";
@@ -909,7 +946,7 @@ Status SnapshotStore::publish(const core::SnapshotMeta& meta, const SnapshotInfo
   if (latest_ && latest_->meta.last_included_index > meta.last_included_index) {
     fs::remove_all(target, ec);  // overtaken while it was being written
   } else {
-    if (latest_ && latest_->path != target) fs::remove_all(latest_->path, ec);
+    if (latest_ && latest_->path != target) retire(latest_->path);
     latest_ = std::move(info);
   }
   if (out) *out = &*latest_;

@@ -185,10 +185,19 @@ class SnapshotStore {
   // Verifies a published snapshot's files against their recorded checksums.
   static Status verify(const SnapshotInfo& info);
   static Status read_info(const std::string& path, SnapshotInfo* out);
+  // Keeps a published snapshot's directory while the returned loan lives, even once a newer
+  // snapshot replaces it: a follower is copying it (braft refs its snapshots the same way),
+  // and a leader that snapshots faster than a copy takes must not starve it. Thread-safe;
+  // the loan may outlive the store.
+  std::shared_ptr<const void> lend(const std::string& path);
 
  private:
+  struct Loans;
+  struct Loan;
+  void retire(const std::string& path);  // removed now, or when its last loan ends
   std::string dir_;
   std::optional<SnapshotInfo> latest_;
+  std::shared_ptr<Loans> loans_;
 };
 
 // The core's Boot from what is durable, refused (CorruptLog) if Raft::check_boot rejects it.

@@ -1799,6 +1799,35 @@ TEST_F(SnapshotStoreTest, PublishesReopensAndKeepsOnlyTheNewest) {
   EXPECT_EQ(names, std::vector<std::string>{"snapshot_00000000000000000025"});
 }
 
+// A snapshot lent to a follower's copy survives newer publishes until the loan ends (a
+// leader snapshotting faster than a copy takes starved the copy forever before).
+TEST_F(SnapshotStoreTest, ALentSnapshotIsKeptUntilItsLoanEnds) {
+  fs::path dir = root_ / "snapshot";
+  std::unique_ptr<SnapshotStore> store;
+  ASSERT_TRUE(SnapshotStore::open(dir, &store).ok());
+  PublishState(*store, 10, "ten");
+  std::string ten = store->latest()->path;
+  auto loan = store->lend(ten);
+  auto second = store->lend(ten);
+  PublishState(*store, 20, "twenty");
+  PublishState(*store, 30, "thirty");
+  EXPECT_TRUE(fs::exists(fs::path(ten) / "data")) << "removed while a follower copies it";
+  EXPECT_FALSE(fs::exists(dir / "snapshot_00000000000000000020")) << "an unlent one stays";
+  loan.reset();
+  EXPECT_TRUE(fs::exists(ten));
+  store.reset();  // a loan may outlive the store
+  second.reset();
+  EXPECT_FALSE(fs::exists(ten)) << "kept after its last loan ended";
+  ASSERT_TRUE(SnapshotStore::open(dir, &store).ok());
+  EXPECT_EQ(store->latest()->meta.last_included_index, 30u);
+  // Lending the newest one does not keep it from being replaced later.
+  auto thirty = store->lend(store->latest()->path);
+  PublishState(*store, 40, "forty");
+  EXPECT_TRUE(fs::exists(dir / "snapshot_00000000000000000030"));
+  thirty.reset();
+  EXPECT_FALSE(fs::exists(dir / "snapshot_00000000000000000030"));
+}
+
 // Every crash point of publish leaves one of these states; each must reopen to a whole
 // snapshot: the previous one, or the new one once its rename happened.
 TEST_F(SnapshotStoreTest, CrashDuringPublishKeepsTheLastWholeSnapshot) {
