@@ -134,7 +134,10 @@ export interface ReadBarrierOptions {
 }
 
 export type Role = NativeStatus['role'];
-export type RaftStatus = NativeStatus;
+export type RaftStatus = NativeStatus & {
+  /** In the latest configuration this replica knows (as voter, learner or old voter). */
+  member: boolean;
+};
 
 export interface RaftNodeEvents {
   role: [role: Role, term: number];
@@ -142,6 +145,12 @@ export interface RaftNodeEvents {
   error: [err: RaftError];
   snapshot: [info: SnapshotEvent];
   configuration: [conf: Configuration, index: number];
+  /**
+   * This replica was a member and the group's configuration no longer includes it (a
+   * `removePeer` or `changePeers` elsewhere): it will not hear from a leader again. Close
+   * it, or wait to be added back. `status().member` says the same.
+   */
+  removed: [conf: Configuration];
 }
 
 // Every proposal carries a small header: 8 bytes the leader overwrites with its clock when
@@ -197,6 +206,11 @@ function bad(what: string): never {
 function shown(value: unknown): string {
   if (typeof value === 'string') return `the string ${JSON.stringify(value)}`;
   return typeof value === 'object' && value !== null ? `an ${Array.isArray(value) ? 'array' : 'object'}` : String(value);
+}
+
+function isMember(conf: Configuration, self: string): boolean {
+  const me = parsePeerId(self).toString();
+  return [...conf.peers, ...conf.oldPeers, ...conf.learners].some((p) => parsePeerId(p).toString() === me);
 }
 
 function integer(name: string, value: unknown, min: number, max: number, fallback: number): number {
@@ -279,6 +293,7 @@ export class RaftNode<R = unknown> extends EventEmitter<RaftNodeEvents> {
   #role: Role = 'follower';
   #term = 0;
   #leaderId: string | null = null;
+  #member: boolean | undefined; // once known: in the configuration (for the 'removed' event)
   #applied = 0;
   readonly #leaderWaiters = new Set<() => void>();
   #appliedWaiters: { index: number; resolve: () => void; reject: (e: unknown) => void }[] = [];
@@ -528,7 +543,7 @@ export class RaftNode<R = unknown> extends EventEmitter<RaftNodeEvents> {
   status(): RaftStatus {
     const s = this.#node?.status();
     if (!s) throw new RaftError('ERR_RAFT_SHUTDOWN', `node ${this.id} is not running`);
-    return { ...s, appliedIndex: this.#applied };
+    return { ...s, appliedIndex: this.#applied, member: isMember(s.configuration, this.id) };
   }
 
   /** Leaves the group: pending proposals reject with ERR_RAFT_SHUTDOWN, the directory is released. */
@@ -630,7 +645,18 @@ export class RaftNode<R = unknown> extends EventEmitter<RaftNodeEvents> {
       return false;
     }
     this.emit('configuration', conf, index);
+    this.#checkMembership(conf);
     return true;
+  }
+
+  // A removed replica learns the configuration without it (the leader sends it that and its
+  // commit before letting it go), or at least sees no leader any more: say so once.
+  #checkMembership(conf: Configuration | undefined = this.#node?.status()?.configuration): void {
+    if (!conf || conf.peers.length + conf.oldPeers.length + conf.learners.length === 0) return;
+    const member = isMember(conf, this.id);
+    const was = this.#member;
+    this.#member = member;
+    if (was === true && !member) this.emit('removed', conf);
   }
 
   #appliedUpTo(index: number): void {
@@ -707,6 +733,7 @@ export class RaftNode<R = unknown> extends EventEmitter<RaftNodeEvents> {
       for (const wake of [...this.#leaderWaiters]) wake();
       this.emit('leader', leaderId, term);
     }
+    this.#checkMembership();
   }
 
   #fail(err: RaftError): void {

@@ -218,6 +218,23 @@ describe('RaftNode (one process)', function () {
       (e: unknown) => e instanceof RaftError && e.code === 'ERR_RAFT_BAD_ARGUMENT');
   });
 
+  it('a removed replica learns it: a removed event, status().member false, no campaign', async () => {
+    const ports = [base + 70, base + 71, base + 72];
+    const { leader } = await startThreeOf(ports);
+    await leader.propose(inc(1));
+    const gone = nodes.find((n) => n !== leader)!;
+    assert.equal(gone.status().member, true);
+    const removed = new Promise<Configuration>((resolve) => gone.once('removed', resolve));
+    await leader.removePeer(gone.id, { timeoutMs: 10_000 });
+    const conf = await Promise.race([removed, sleep(5000).then(() => null)]);
+    assert.ok(conf, 'no removed event');
+    assert.ok(!conf.peers.includes(gone.id), 'the event carries the configuration without it');
+    assert.equal(gone.status().member, false);
+    await sleep(1000); // it does not campaign, and the rest keep their leader
+    assert.equal(gone.role, 'follower');
+    assert.ok(nodes.some((n) => n !== gone && n.isLeader));
+  });
+
   it('adds, transfers to and removes a replica', async () => {
     const ports = [base + 60, base + 61, base + 62, base + 63];
     const { sms, leader } = await startThreeOf(ports);

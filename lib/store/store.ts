@@ -8,7 +8,7 @@ import { deserialize, serialize } from 'node:v8';
 import { RaftError, StoreError } from '../errors.js';
 import { parsePeerId } from '../peer.js';
 import {
-  RaftNode, type Entry, type RaftNodeOptions, type RaftStatus, type Role, type SnapshotReader,
+  RaftNode, type Configuration, type Entry, type RaftNodeOptions, type RaftStatus, type Role, type SnapshotReader,
   type SnapshotWriter, type StateMachine,
 } from '../raft-node.js';
 import { Objects, Transaction, View, type AnyStoreClass, type StoreClass, type Stored } from './objects.js';
@@ -67,6 +67,8 @@ export interface StoreSnapshotEvent {
 export interface StoreEvents {
   role: [role: Role, term: number];
   leader: [leaderId: string | null, term: number];
+  /** The group's configuration no longer includes this replica (RaftNode's `removed`). */
+  removed: [conf: Configuration];
   applied: [index: number];
   snapshot: [info: StoreSnapshotEvent];
   error: [err: RaftError];
@@ -160,6 +162,7 @@ export class Store<T extends Record<string, TransactionFn<never, unknown>> = Rec
     });
     this.node.on('role', (role, term) => this.emit('role', role, term));
     this.node.on('leader', (id, term) => this.emit('leader', id, term));
+    this.node.on('removed', (conf) => this.emit('removed', conf));
     this.node.on('error', (err) => {
       if (this.listenerCount('error') > 0) this.emit('error', err);
     });

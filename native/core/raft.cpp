@@ -545,6 +545,7 @@ void Raft::become_follower(const PeerId& leader, uint64_t now) {
     finish_conf_change(error(Code::LeaderChanged, "leadership lost"));
     abort_transfer();
     progress_.clear();
+    departing_.clear();
   }
   pre_voting_ = false;
   votes_.clear();
@@ -618,13 +619,20 @@ void Raft::become_leader(uint64_t now) {
 
 void Raft::reset_progress(uint64_t now) {
   progress_.clear();
+  departing_.clear();
   sync_progress_with_conf(now);
 }
 
 void Raft::sync_progress_with_conf(uint64_t now) {
   PeerList want = conf_.all_members();
-  if (cc_.active)
+  for (const auto& [p, deadline] : departing_) insert_sorted(want, p);
+  if (cc_.active) {
     for (const auto& p : cc_.new_peers) insert_sorted(want, p);
+    // A peer the change removes is still replicated to until the change commits (as braft
+    // stops its replicator only then), and told the commit: it learns it was removed,
+    // instead of waiting for a leader forever. It never counts for a quorum.
+    for (const auto& p : cc_.old_conf.all_members()) insert_sorted(want, p);
+  }
   for (auto it = progress_.begin(); it != progress_.end();)
     it = contains(want, it->first) ? std::next(it) : progress_.erase(it);
   for (const auto& p : want) {
@@ -653,6 +661,7 @@ void Raft::tick(uint64_t now) {
       if (role_ != Role::Leader) return;
     }
     if (!transfer_target_.empty() && now >= transfer_deadline_) abort_transfer();
+    if (!departing_.empty()) release_departing(now);
     // An append unanswered for an election timeout was lost (or its answer was): resend.
     uint64_t retry = opt_.election_timeout_ms;
     for (auto& [peer, pr] : progress_) {
@@ -1359,8 +1368,27 @@ void Raft::finish_conf_change(Status st) {
   if (!cc_.active) return;
   ConfChangeResult res{cc_.id, std::move(st), cc_.old_conf, conf_};
   cc_ = ConfChange{};
+  if (role_ == Role::Leader && res.status.ok())
+    for (const auto& peer : res.old_conf.all_members())
+      if (!conf_.is_member(peer) && !(peer == opt_.self))
+        departing_.emplace(peer, now_ + opt_.election_timeout_ms);
   if (res.id != 0) ready_.conf_changes.push_back(std::move(res));
   if (role_ == Role::Leader) sync_progress_with_conf(now_);
+}
+
+// A removed peer is let go once it was told the commit of the configuration without it.
+void Raft::release_departing(uint64_t now) {
+  bool released = false;
+  for (auto it = departing_.begin(); it != departing_.end();) {
+    auto* pr = progress(it->first);
+    if (pr && pr->commit_told < conf_index_ && now < it->second) {
+      ++it;
+      continue;
+    }
+    it = departing_.erase(it);
+    released = true;
+  }
+  if (released) sync_progress_with_conf(now);
 }
 
 void Raft::append_conf(Configuration c, uint64_t now) {

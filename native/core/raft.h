@@ -363,6 +363,7 @@ class Raft {
   void send_snapshot(const PeerId& to, Progress& pr, uint64_t now);
   void reset_progress(uint64_t now);
   void sync_progress_with_conf(uint64_t now);
+  void release_departing(uint64_t now);
   Progress* progress(const PeerId& p);
   bool pop_inflight(Progress& pr, uint64_t rpc_id, Inflight* out);
   void flush_acks();
@@ -422,6 +423,9 @@ class Raft {
 
   // leader
   std::map<PeerId, Progress> progress_;
+  // Peers a committed change removed, still sent heartbeats until they were told that
+  // commit (or until this deadline): then they know they were removed.
+  std::map<PeerId, uint64_t> departing_;
   uint64_t next_rpc_ = 1;
   std::deque<PendingRead> reads_;
   std::vector<std::pair<uint64_t, PendingRead>> reads_waiting_commit_;

@@ -1815,6 +1815,28 @@ TEST(RaftMembership, LeaderOutsideTheNewConfigurationStepsDownOnceItCommits) {
   EXPECT_EQ(c.raft(0).role(), Role::Follower);
 }
 
+// braft stops a removed peer's replicator only once the change is done: until then the
+// peer receives the new configuration, and the commit, so it learns it was removed instead
+// of waiting for a leader forever (RaftNode's 'removed' event).
+TEST(RaftMembership, ARemovedFollowerLearnsTheConfigurationWithoutIt) {
+  Cluster c(3);
+  ASSERT_TRUE(c.elect(0));
+  c.heartbeat(0);
+  ASSERT_TRUE(c.raft(0).remove_peer(45, P(2), c.now).ok());
+  c.pump(0);
+  c.deliver();
+  c.heartbeat(0);
+  ASSERT_EQ(c.node(0).conf_changes.size(), 1u);
+  EXPECT_TRUE(c.node(0).conf_changes[0].status.ok());
+  EXPECT_EQ(c.raft(2).conf(), Conf({0, 1})) << "the removed peer never got the change";
+  EXPECT_EQ(c.raft(2).commit_index(), c.raft(0).commit_index()) << "nor its commit";
+  // Once it was told, the leader forgets it: no more messages to it.
+  c.run_for(kT, {0, 1});
+  size_t before = c.count_sent(And(From(0), To(2)));
+  c.run_for(3 * kT, {0, 1});
+  EXPECT_EQ(c.count_sent(And(From(0), To(2))), before);
+}
+
 TEST(RaftMembership, LearnersReceiveEntriesButNeverVoteOrCampaign) {
   Cluster c(4, {}, Conf({0, 1, 2}, {}, {3}));
   EXPECT_EQ(c.raft(3).role(), Role::Learner);
