@@ -104,6 +104,27 @@ function expectedIndex(store: Store<typeof transactions>): unknown {
   });
 }
 
+// Compile-time checks (tsc runs in npm test); never called.
+export function storeTypeChecks(s: Store<typeof transactions>): void {
+  void s.transact('promise'); // a transaction without arguments
+  void s.transact('stamp', null, { timeoutMs: 5 });
+  // @ts-expect-error addTodo needs its arguments
+  void s.transact('addTodo');
+  // @ts-expect-error wrong arguments
+  void s.transact('addTodo', { nope: 1 });
+  s.read((v) => {
+    const due: number[] = v.range(Todo, 'due', { lt: 5 }).map((t) => t.due); // typed objects
+    const tagged = v.find(Todo, 'tag', 'x');
+    // @ts-expect-error no such index
+    v.find(Todo, 'nosuch', 1);
+    // @ts-expect-error title is a unique index, not an ordered one
+    v.range(Todo, 'title');
+    // @ts-expect-error User's indices are not Todo's
+    v.findOne(User, 'tag', 'x');
+    return [due, tagged];
+  });
+}
+
 const base = await portBlock(100);
 
 describe('Store', function () {
@@ -192,7 +213,7 @@ describe('Store', function () {
     // The unique index refuses a second "keep", undoing the create's other effects too.
     await assert.rejects(a.transact('addTodo', { title: 'keep' }), (e: unknown) => e instanceof StoreError && e.code === 'ERR_STORE_UNIQUE');
     await assert.rejects(a.transact('finish', 999), (e: unknown) => e instanceof StoreError && e.code === 'ERR_STORE_NO_OBJECT');
-    await assert.rejects(a.transact('promise', undefined as never), /returned a promise/);
+    await assert.rejects(a.transact('promise'), /returned a promise/); // no arguments: transact(name)
     const t = await a.transact('addTodo', { title: 'next' });
     assert.equal(t.id, 2, 'ids of failed transactions are not used up');
     await until('applied everywhere', () => stores.every((s) => s.appliedIndex === a.appliedIndex));
@@ -229,7 +250,7 @@ describe('Store', function () {
     await assert.rejects(Store.open({ group: 'g', port: base + 30, dir: join(dir, 'x'), standalone: true,
       transactions: { async bad() { return 1; } } }), (e: unknown) => e instanceof StoreError && e.code === 'ERR_STORE_BAD_TRANSACTION');
     const ports = await three(40);
-    await assert.rejects(stores[0]!.transact('nope' as never, null as never),
+    await assert.rejects((stores[0]!.transact as (name: string, args: unknown) => Promise<unknown>)('nope', null),
       (e: unknown) => e instanceof StoreError && e.code === 'ERR_STORE_UNKNOWN_TRANSACTION');
     // An older version of the app on one replica: it lacks 'stamp'.
     const old = stores[2]!;

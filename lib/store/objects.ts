@@ -32,6 +32,16 @@ export interface AnyStoreClass {
   readonly indices?: { readonly [name: string]: IndexSpec<never> } | undefined;
 }
 
+/**
+ * The names of a class's indices, from its static `indices` (declare it `as const`), of the
+ * given kinds: `find(Todo, 'nosuch', …)` does not compile. A class with an index signature
+ * instead of named indices accepts any name (checked when called).
+ */
+export type IndexName<C, Kind extends IndexSpec<never>['kind'] = IndexSpec<never>['kind']> =
+  C extends { readonly indices?: infer I }
+    ? { [K in keyof NonNullable<I> & string]: NonNullable<I>[K] extends { readonly kind: Kind } ? K : never }[keyof NonNullable<I> & string]
+    : never;
+
 /** A stored object: its fields, read-only, with its id. */
 export type Stored<T> = Readonly<T> & { readonly id: number };
 
@@ -224,7 +234,8 @@ export class View {
     return this.#objects.of(cls).objects.size;
   }
   /** The objects with `key` in index `index` (unique or multi). */
-  find<T extends object>(cls: StoreClass<T>, index: string, key: IndexKey): Stored<T>[] {
+  find<C extends AnyStoreClass>(cls: C, index: IndexName<C>, key: IndexKey): Stored<C['prototype']>[] {
+    type T = C['prototype'];
     this.check();
     const state = this.#objects.of(cls);
     const ix = this.#objects.index(state, index);
@@ -236,11 +247,12 @@ export class View {
     if (ix.kind === 'multi') return [...(ix.map.get(key) ?? [])].sort((a, b) => a - b).map(get);
     return [...ix.tree.range({ gte: key as OrderedKey, lte: key as OrderedKey })].map(get);
   }
-  findOne<T extends object>(cls: StoreClass<T>, index: string, key: IndexKey): Stored<T> | undefined {
+  findOne<C extends AnyStoreClass>(cls: C, index: IndexName<C>, key: IndexKey): Stored<C['prototype']> | undefined {
     return this.find(cls, index, key)[0];
   }
   /** Objects by an ordered index, within bounds, in key order (then id). */
-  range<T extends object>(cls: StoreClass<T>, index: string, query: RangeQuery = {}): Stored<T>[] {
+  range<C extends AnyStoreClass>(cls: C, index: IndexName<C, 'ordered'>, query: RangeQuery = {}): Stored<C['prototype']>[] {
+    type T = C['prototype'];
     this.check();
     const state = this.#objects.of(cls);
     const ix = this.#objects.index(state, index);

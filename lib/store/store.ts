@@ -75,6 +75,15 @@ export interface StoreEvents {
 }
 
 type ArgsOf<F> = F extends (tx: Transaction, args: infer A, ctx: TxContext) => unknown ? A : never;
+/** `transact`'s options. */
+export interface TransactOptions {
+  signal?: AbortSignal;
+  timeoutMs?: number;
+}
+// A transaction that takes no arguments (or only optional ones) is called as transact(name).
+type TransactRest<F> = F extends (tx: Transaction) => unknown
+  ? [args?: ArgsOf<F>, options?: TransactOptions]
+  : [args: ArgsOf<F>, options?: TransactOptions];
 type ResultOf<F> = F extends (tx: Transaction, args: never, ctx: TxContext) => infer R ? R : never;
 
 const ENTRY_FORMAT = 1;
@@ -259,8 +268,8 @@ export class Store<T extends Record<string, TransactionFn<never, unknown>> = Rec
    * Runs transaction `name` with `args` on every replica, in log order, and resolves with
    * its result here (after this replica applied it), or rejects with what it threw.
    */
-  async transact<K extends keyof T & string>(name: K, args: ArgsOf<T[K]>,
-    options: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<ResultOf<T[K]>> {
+  async transact<K extends keyof T & string>(name: K, ...rest: TransactRest<T[K]>): Promise<ResultOf<T[K]>> {
+    const [args, options = {}] = rest;
     if (!Object.hasOwn(this.#transactions, name))
       throw new StoreError('ERR_STORE_UNKNOWN_TRANSACTION', `no transaction named ${JSON.stringify(name)}`);
     let entry: Buffer;
