@@ -211,8 +211,8 @@ export function raftCodeOf(code: number): RaftErrorCode {
 
 /**
  * A failed call: `rpcCode` is the numeric code of the last attempt (errno, brpc or braft),
- * `code` its RaftError code; the message is brpc-style, one `[E<code>]text` per attempt,
- * retries marked `[R<n>]`.
+ * `code` its RaftError code; the message is brpc-style `[E<code>]text`, once per distinct
+ * failure, with how many attempts ended so (`(3 attempts)`) rather than brpc's repetition.
  */
 export class RpcError extends RaftError {
   readonly rpcCode: number;
@@ -448,7 +448,7 @@ export class BaiduStdClient {
     const maxRetry = options.maxRetry ?? 3;
     const connectTimeoutMs = options.connectTimeoutMs ?? 200;
     const deadline = timeoutMs >= 0 ? Date.now() + timeoutMs : Infinity;
-    let text = '';
+    const failures: { text: string; times: number }[] = [];
     const signal = options.signal;
     for (let attempt = 0; ; attempt++) {
       if (this.#closed) throw new RpcError(RpcCode.ECANCELED, 'client closed');
@@ -460,10 +460,16 @@ export class BaiduStdClient {
         failure = e instanceof RpcError && e.cause instanceof AttemptError ? e.cause
           : new AttemptError(RpcCode.EINTERNAL, String(e));
       }
-      // brpc appends each attempt's error to the text, retries marked [R<n>].
-      text += `${attempt === 0 ? '' : ` [R${attempt}]`}[E${failure.rpcCode}]${failure.text}`;
+      // brpc repeats each attempt's error; the same one again is counted instead.
+      const now = `[E${failure.rpcCode}]${failure.text}`;
+      const last = failures.at(-1);
+      if (last?.text === now) last.times++;
+      else failures.push({ text: now, times: 1 });
       const retry = RETRIED.has(failure.rpcCode) && attempt < maxRetry && Date.now() < deadline;
-      if (!retry) throw new RpcError(failure.rpcCode, text, { cause: failure, fromServer: failure.fromServer });
+      if (!retry) {
+        const text = failures.map((f) => (f.times > 1 ? `${f.text} (${f.times} attempts)` : f.text)).join(' then ');
+        throw new RpcError(failure.rpcCode, text, { cause: failure, fromServer: failure.fromServer });
+      }
     }
   }
 

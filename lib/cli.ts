@@ -332,7 +332,7 @@ function confText(peers: string[]): string {
  * find node`) over a peer being down, as it says more about the group.
  */
 async function getLeader(client: BaiduStdClient, group: string, conf: readonly PeerId[]): Promise<PeerId> {
-  let text = `Fail to get leader of group ${group}`;
+  let text = `Fail to get leader of group ${group}; tried:`;
   let code = -1;
   let fromServer = false;
   let leader: PeerId | undefined;
@@ -348,7 +348,7 @@ async function getLeader(client: BaiduStdClient, group: string, conf: readonly P
       }
     } catch (e) {
       const err = e instanceof RpcError ? e : new RpcError(RpcCode.EINTERNAL, String(e), { cause: e });
-      text += `, [${peer.address}:${peer.port}] ${err.message}`;
+      text += `\n  ${peer.address}:${peer.port}: ${err.message}`; // one line per peer tried
       if (err.fromServer || !fromServer) {
         code = err.rpcCode;
         fromServer = err.fromServer;
