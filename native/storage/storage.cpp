@@ -880,6 +880,9 @@ struct SnapshotStore::Loans {
 };
 
 struct SnapshotStore::Loan {
+  Loan(std::shared_ptr<Loans> l, std::string p) : loans(std::move(l)), path(std::move(p)) {}
+  Loan(const Loan&) = delete;
+  Loan& operator=(const Loan&) = delete;
   std::shared_ptr<Loans> loans;
   std::string path;
   ~Loan() {
