@@ -1,4 +1,4 @@
-// A small client for brpc's baidu_std protocol (braft-protocol.md §1), enough to call
+// A small client for brpc's baidu_std protocol (docs/braft-compatibility.md §1), enough to call
 // braft's CliService from TypeScript: the PRPC frame, RpcMeta, and a minimal proto2
 // codec. Written from the protocol notes, not from brpc; any braft-compatible server
 // answers it. Calls follow brpc's client rules that braft_cli relies on: one deadline
@@ -156,7 +156,7 @@ function bytesField(fields: readonly ProtoField[], field: number): Buffer | unde
 }
 
 // ---------------------------------------------------------------------------------------
-// Error codes (braft-protocol.md §1.4, §2.5) and how they map onto RaftError codes.
+// Error codes (docs/braft-compatibility.md §1.4, §2.5) and how they map onto RaftError codes.
 
 /** Numeric codes a baidu_std call can fail with: errno, brpc and braft values. */
 export const RpcCode = {

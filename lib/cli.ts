@@ -1,5 +1,5 @@
 // The `raftstore` command line: braft_cli's commands, flags, output lines and exit codes
-// (braft-protocol.md §3), plus `get_leader` and `status`. It speaks CliService over
+// (docs/braft-compatibility.md §3), plus `get_leader` and `status`. It speaks CliService over
 // baidu_std, so it manages any braft-compatible server, raftstore's or braft's own.
 //
 // Output: braft_cli logs through brpc's logger, on stderr; so do we, as plain lines without

@@ -1,6 +1,6 @@
 // Value types shared by the Raft core and everything around it: peer ids and
 // configurations in braft's text form, log entries, and the RPC messages whose
-// fields mirror braft's RaftService protos (braft-protocol.md §2.2).
+// fields mirror braft's RaftService protos (docs/braft-compatibility.md §2.2).
 #pragma once
 
 #include <cstdint>

@@ -1,4 +1,4 @@
-// brpc's baidu_std framing (braft-protocol.md §1): "PRPC", body size and meta size as
+// brpc's baidu_std framing (docs/braft-compatibility.md §1): "PRPC", body size and meta size as
 // big-endian u32, then RpcMeta, payload and attachment. The parser is incremental (feed
 // bytes as they arrive, take whole frames out) and never trusts a length it has not
 // bounded: anything malformed is an error that closes the connection.

@@ -1,4 +1,4 @@
-// Error codes in responses: brpc's own (braft-protocol.md §1.4), and the errno values and
+// Error codes in responses: brpc's own (docs/braft-compatibility.md §1.4), and the errno values and
 // braft RaftError codes that braft's services answer with.
 #pragma once
 

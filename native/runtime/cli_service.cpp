@@ -1,4 +1,4 @@
-// braft's CliService (braft-protocol.md §2.3), so that braft_cli manages our groups.
+// braft's CliService (docs/braft-compatibility.md §2.3), so that braft_cli manages our groups.
 
 #include "cli.pb.h"
 #include "codec.h"
@@ -38,7 +38,7 @@ std::shared_ptr<Node> NodeHost::find(const std::string& group, const std::string
   return only;
 }
 
-// braft's CliService (braft-protocol.md §2.3), so that braft_cli manages our groups.
+// braft's CliService (docs/braft-compatibility.md §2.3), so that braft_cli manages our groups.
 void NodeHost::on_cli(const rpc::Frame& frame, const rpc::Server::Respond& respond) {
   const std::string& method = frame.meta.request().method_name();
   int32_t code = 0;

@@ -1,4 +1,4 @@
-// Snapshot transfer as braft does it (braft-protocol.md §2.4), with no sockets, files or
+// Snapshot transfer as braft does it (docs/braft-compatibility.md §2.4), with no sockets, files or
 // timers: what the leader answers to FileService get_file, which chunk a copying follower
 // asks for next and what it does with each answer, and the order in which a follower
 // installs what it copied. The runtime runs this code over Asio and real files

@@ -1,4 +1,4 @@
-// Durable state of one replica, in braft's layout (braft-protocol.md §4):
+// Durable state of one replica, in braft's layout (docs/braft-compatibility.md §4):
 //   <dir>/LOCK                            held (flock) by the one process using the directory
 //   <dir>/raft_meta/raft_meta             term and vote: [len u32 BE][StablePBMeta]
 //   <dir>/log/log_meta                    first log index: [len u32 BE][LogPBMeta]

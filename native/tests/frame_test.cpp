@@ -1,5 +1,6 @@
-// baidu_std framing: byte-exact against what brpc puts on the wire (braft-protocol.md §1.6),
-// incremental parsing, and every malformed frame refused without a crash.
+// baidu_std framing: byte-exact against what brpc puts on the wire
+// (docs/braft-compatibility.md §1.6), incremental parsing, and every malformed frame refused
+// without a crash.
 #include "frame.h"
 
 #include <gtest/gtest.h>

@@ -1557,8 +1557,8 @@ TEST_P(RaftTimeoutNowReply, ReplyTermFollowsBraft) {
 
 INSTANTIATE_TEST_SUITE_P(Raft, RaftTimeoutNowReply,
                          testing::Values(TimeoutNowReplyCase{"WithoutLeaseTermPlusOne", false, 3},
-                                         // braft-protocol.md §2.2: with the leader lease enabled
-                                         // the reply carries the current term.
+                                         // docs/braft-compatibility.md §2.2: with the leader
+                                         // lease enabled the reply carries the current term.
                                          TimeoutNowReplyCase{"WithLeaseCurrentTerm", true, 2}),
                          NameOf<TimeoutNowReplyCase>);
 

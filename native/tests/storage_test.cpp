@@ -1,7 +1,8 @@
 // Unit tests of the durable storage: CRC32C, the directory lock, the term/vote meta file and
-// the segment log, in braft's on-disk layout (braft-protocol.md §4.1, §4.2). The on-disk bytes
-// are checked with an independent reader written here from the format description, so these
-// tests also pin braft compatibility, not just the implementation's own round trip.
+// the segment log, in braft's on-disk layout (docs/braft-compatibility.md §4.1, §4.2). The
+// on-disk bytes are checked with an independent reader written here from the format
+// description, so these tests also pin braft compatibility, not just the implementation's own
+// round trip.
 #include "storage.h"
 
 #include <fcntl.h>
@@ -776,7 +777,7 @@ INSTANTIATE_TEST_SUITE_P(
                     MetaCase{"MaxInt64Term", uint64_t{INT64_MAX}, "127.0.0.1:8100:0:0"}),
     [](const auto& info) { return std::string(info.param.name); });
 
-// The exact bytes braft writes (braft-protocol.md §4.1: term 7, "127.0.0.1:8100:0:0").
+// The exact bytes braft writes (docs/braft-compatibility.md §4.1: term 7, "127.0.0.1:8100:0:0").
 const std::string kBraftRaftMeta =
     std::string("\x00\x00\x00\x16\x08\x07\x12\x12", 8) + "127.0.0.1:8100:0:0";
 

@@ -1,5 +1,5 @@
 // Unit tests of the value types: braft PeerId text, peer lists and configurations
-// (braft-protocol.md §2.6).
+// (docs/braft-compatibility.md §2.6).
 #include "types.h"
 
 #include <gtest/gtest.h>
