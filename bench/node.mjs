@@ -425,7 +425,7 @@ try {
 }
 
 // ---------------------------------------------------------------------------------------
-// Summary: markdown tables for the README, and the targets
+// Summary: markdown tables for docs/benchmarks.md, and the targets
 
 const missed = [];
 const unchecked = new Set();
@@ -474,7 +474,7 @@ if (failover && (Object.keys(outages.raftstore).length || Object.keys(outages.et
   }
   console.log('("new leader after": median time from the kill until a surviving replica led (raftstore) or named a new ' +
     'leader (etcd), polled every 10 ms.\n raftstore followers campaign as soon as their connection from the leader ' +
-    'closes, as it does when the leader\'s process dies (README, "Fast failover"); a leader cut off without its sockets ' +
+    'closes, as it does when the leader\'s process dies (docs/braft-compatibility.md §8, "Fast failover"); a leader cut off without its sockets ' +
     'closing is\n detected by the election timeout, which this benchmark does not measure.)');
   console.log('(a "+" marks a run where no write completed after the kill before the run ended)');
 }
