@@ -185,11 +185,8 @@ export class Store<T extends Record<string, TransactionFn<never, unknown>> = Rec
     // cluster replica catches up once it hears from a leader; `read` with a consistency waits.)
     if (options.standalone === true) await store.node.readBarrier({ timeoutMs: 60_000 });
     else if (options.catchUpOnOpen ?? true) {
-      const { peers, learners, oldPeers } = store.node.status().configuration;
-      const self = parsePeerId(store.node.id).toString();
-      const member = [...peers, ...learners, ...oldPeers].some((p) => parsePeerId(p).toString() === self);
       const timeoutMs = options.openTimeoutMs ?? 30_000;
-      if (member) {
+      if (store.node.status().member) {
         try {
           await store.node.readBarrier({ timeoutMs });
         } catch (e) {

@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <variant>
 #include <vector>
 
@@ -181,5 +182,12 @@ struct Envelope {
 };
 
 const char* payload_name(const Payload& p);
+
+// Requests and their responses alternate in Payload: a request is at an even index.
+inline bool is_request(const Payload& p) { return p.index() % 2 == 0; }
+static_assert(std::is_same_v<std::variant_alternative_t<0, Payload>, RequestVoteRequest> &&
+              std::is_same_v<std::variant_alternative_t<1, Payload>, RequestVoteResponse> &&
+              std::is_same_v<std::variant_alternative_t<8, Payload>, ReadIndexRequest> &&
+              std::is_same_v<std::variant_alternative_t<9, Payload>, ReadIndexResponse>);
 
 }  // namespace raftstore::core

@@ -39,6 +39,4 @@ void Replica::written(storage::Status st, std::vector<Write> batch) {
   drain();
 }
 
-void Replica::queue_write(Write&& w) { env_.write(std::move(w)); }
-
 }  // namespace raftstore::runtime

@@ -1,6 +1,9 @@
 #include "proposals.h"
 
 #include "mutants.h"
+#include "raftstore.pb.h"
+#include "replica.h"
+#include "rpc_codes.h"
 
 namespace raftstore::runtime {
 
@@ -40,16 +43,8 @@ void ProposalTracker::passed_by_snapshot(uint64_t index) {
 
 void ProposalTracker::fail_all(const core::Status& why) { settle_all_up_to(UINT64_MAX, why); }
 
-}  // namespace raftstore::runtime
-
 // A replica's proposals: queued from any thread, given to the core in batches, forwarded to
 // the leader from a follower (raftstore.ForwardService), settled by the tracker above.
-
-#include "raftstore.pb.h"
-#include "replica.h"
-#include "rpc_codes.h"
-
-namespace raftstore::runtime {
 
 void Replica::propose(std::string data, ProposeDone done, bool may_forward) {
   if (opt_.stamp_leader_time && data.size() < kLeaderTimeBytes)

@@ -213,7 +213,6 @@ class Replica {
   void forwarded_applied(uint64_t index, ProposeDone done);
   void check_stuck_apply(uint64_t now);
   void refresh_status();
-  void queue_write(Write&& w);
   void start_snapshot();
   void snapshot_saved(storage::Status st, const core::SnapshotMeta& meta);
   void start_install(const core::SnapshotInstall& install);

@@ -6,18 +6,8 @@
 
 namespace raftstore::runtime {
 
-namespace {
-bool is_response(const core::Payload& p) {
-  return std::holds_alternative<core::RequestVoteResponse>(p) ||
-         std::holds_alternative<core::AppendEntriesResponse>(p) ||
-         std::holds_alternative<core::InstallSnapshotResponse>(p) ||
-         std::holds_alternative<core::TimeoutNowResponse>(p) ||
-         std::holds_alternative<core::ReadIndexResponse>(p);
-}
-}  // namespace
-
 void Replica::send(core::Envelope env) {
-  if (is_response(env.payload)) return env_.respond(std::move(env));
+  if (!core::is_request(env.payload)) return env_.respond(std::move(env));
   auto timeout = static_cast<uint32_t>(opt_.raft.election_timeout_ms);
   const storage::SnapshotInfo* lend = nullptr;
   if (auto* is = std::get_if<core::InstallSnapshotRequest>(&env.payload)) {

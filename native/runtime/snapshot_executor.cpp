@@ -32,7 +32,7 @@ void Replica::snapshot_saved(storage::Status st, const core::SnapshotMeta& meta)
   if (!st.ok()) return finish_snapshot(st);
   Write w;
   w.publish = meta;
-  queue_write(std::move(w));
+  env_.write(std::move(w));
 }
 
 void Replica::start_install(const core::SnapshotInstall& install) {
@@ -76,7 +76,7 @@ void Replica::advance_install(const core::SnapshotMeta& meta, const storage::Sta
       Write w;
       w.publish = meta;
       w.installed = true;
-      return queue_write(std::move(w));
+      return env_.write(std::move(w));
     }
     case InstallOrder::Step::Adopt:
       if (!adopt_install(meta)) return;  // the replica stopped

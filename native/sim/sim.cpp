@@ -552,14 +552,6 @@ struct ForwardCall {
   bool delivered = false;
 };
 
-bool is_request(const Payload& p) {
-  return std::holds_alternative<RequestVoteRequest>(p) ||
-         std::holds_alternative<AppendEntriesRequest>(p) ||
-         std::holds_alternative<InstallSnapshotRequest>(p) ||
-         std::holds_alternative<TimeoutNowRequest>(p) ||
-         std::holds_alternative<ReadIndexRequest>(p);
-}
-
 class World {
  public:
   World(const Scenario& s, const TraceSink& trace)
@@ -646,6 +638,13 @@ class World {
   void start_batch(Node& n);
   void on_disk(Node& n);
   void apply(Node& n, const Entry& e);
+  // The oracles below hold indices 1..index.
+  void cover(uint64_t index) {
+    if (applied_.size() >= index) return;
+    applied_.resize(index, {0, 0});
+    chain_.resize(index, 0);
+    commit_term_.resize(index, UINT64_MAX);
+  }
   storage::Status load(Node& n, const std::string& path);
   void request_chunk(Node& n, uint64_t after_ms = 0);
   void on_file_request(const FileRequestEvent& ev);
@@ -966,11 +965,7 @@ void World::apply(Node& n, const Entry& e) {
   }
   uint64_t h = entry_hash(e);
   size_t i = e.index - 1;
-  if (applied_.size() <= i) {
-    applied_.resize(i + 1, {0, 0});
-    chain_.resize(i + 1, 0);
-    commit_term_.resize(i + 1, UINT64_MAX);
-  }
+  cover(e.index);
   n.sm.hash = mix(n.sm.hash, h);
   n.sm.index = e.index;
   if (applied_[i].first == 0) {
@@ -1245,12 +1240,7 @@ void World::observe(Node& n, const Ready& rd) {
             std::to_string(c.commit_index()));
     }
     last_commit_[n.id] = c.commit_index();
-    if (!rd.committed.empty() && commit_term_.size() < rd.committed.back().index) {
-      size_t size = rd.committed.back().index;  // applied below, after this look
-      applied_.resize(size, {0, 0});
-      chain_.resize(size, 0);
-      commit_term_.resize(size, UINT64_MAX);
-    }
+    if (!rd.committed.empty()) cover(rd.committed.back().index);  // applied after this look
     // Record the lowest term in which each index became committed (for completeness).
     for (uint64_t i = c.commit_index(); i > 0 && i - 1 < commit_term_.size(); --i) {
       if (commit_term_[i - 1] <= c.term()) break;
