@@ -34,7 +34,8 @@ enum class Mutant : int {
 const char* mutant_name(Mutant m);
 
 #ifdef RAFTSTORE_MUTANTS
-extern Mutant g_active_mutant;
+// Per thread: the simulator runs schedules on several threads at once, each with its own.
+extern thread_local Mutant g_active_mutant;
 #define MUTANT(name) (::raftstore::core::g_active_mutant == ::raftstore::core::Mutant::name)
 #else
 #define MUTANT(name) false

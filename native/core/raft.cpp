@@ -9,7 +9,7 @@
 namespace raftstore::core {
 
 #ifdef RAFTSTORE_MUTANTS
-Mutant g_active_mutant = Mutant::None;
+thread_local Mutant g_active_mutant = Mutant::None;
 #endif
 
 const char* mutant_name(Mutant m) {

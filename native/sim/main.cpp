@@ -21,7 +21,7 @@ namespace sim = raftstore::sim;
 namespace {
 
 struct Args {
-  uint64_t seeds = 0, start = 1, seed = 0, budget = 2000;
+  uint64_t seeds = 0, start = 1, seed = 0, budget = 5000;  // budget: as npm test
   unsigned jobs = 0;
   bool trace = false, mutants = false, single = false, verbose = false;
   Mutant mutant = Mutant::None;
