@@ -509,6 +509,9 @@ struct PostEvent {  // work a replica posted to its own thread
   uint64_t epoch;
   std::function<void()> work;
 };
+struct SaveDoneEvent {           // a state machine finishes writing a snapshot on its own thread:
+  std::function<void()> finish;  // run even if the replica crashed meanwhile
+};
 struct ForwardEvent {  // a forwarded proposal reaches the leader
   uint64_t call;
 };
@@ -522,9 +525,9 @@ struct Unanswered {  // a request a replica received and has not answered
   uint64_t epoch;
   uint64_t rpc_id;
 };
-using Event =
-    std::variant<MsgEvent, TickEvent, DiskEvent, FileRequestEvent, FileReplyEvent, CrashEvent,
-                 HintEvent, RpcFailedEvent, PostEvent, ForwardEvent, ForwardReplyEvent>;
+using Event = std::variant<MsgEvent, TickEvent, DiskEvent, FileRequestEvent, FileReplyEvent,
+                           CrashEvent, HintEvent, RpcFailedEvent, PostEvent, SaveDoneEvent,
+                           ForwardEvent, ForwardReplyEvent>;
 
 struct Queued {
   uint64_t at;
@@ -555,7 +558,11 @@ struct ForwardCall {
 class World {
  public:
   World(const Scenario& s, const TraceSink& trace)
-      : s_(s), rng_(s.seed), hint_rng_(s.seed ^ 0x7a11ed0fULL), trace_(trace) {
+      : s_(s),
+        rng_(s.seed),
+        hint_rng_(s.seed ^ 0x7a11ed0fULL),
+        save_rng_(s.seed ^ 0x5a7ed0e5ULL),
+        trace_(trace) {
     core::g_active_mutant = s.mutant;
     Configuration conf;
     for (int i = 0; i < s.nodes; ++i) {
@@ -677,6 +684,7 @@ class World {
   Scenario s_;
   Rng rng_;
   Rng hint_rng_;  // its own stream: scenarios without hints replay as before they existed
+  Rng save_rng_;  // when state machines finish saving snapshots (its own stream too)
   TraceSink trace_;
   std::vector<std::unique_ptr<Node>> nodes_;
   std::vector<std::vector<bool>> links_;  // links_[from][to]
@@ -783,8 +791,10 @@ void World::boot(Node& n) {
       if (result_.ok) apply(n, e);
   };
   sm.save = [this, &n](const std::string&, runtime::StateMachine::SaveDone done) {
-    n.disk.temp["data"] = snapshot_file(n.sm, s_.snapshot_bytes);
-    done({});
+    n.disk.temp["data"] = snapshot_file(n.sm, s_.snapshot_bytes);  // captured now
+    // ... and finished later, as an application writing on its own thread: possibly after
+    // this replica crashed, when `done` must not reach anything of the dead incarnation.
+    schedule(now_ + save_rng_.range(0, 30), SaveDoneEvent{[done] { done({}); }});
   };
   sm.load = [this, &n](const std::string& path) { return load(n, path); };
   n.replica = std::make_unique<runtime::Replica>(*n.env, std::move(o), std::move(sm));
@@ -1607,6 +1617,8 @@ Result World::run() {
             n.replica->call_failed(ev.peer, ev.rpc_id);
           } else if constexpr (std::is_same_v<T, PostEvent>) {
             if (live(ev.node, ev.epoch)) ev.work();
+          } else if constexpr (std::is_same_v<T, SaveDoneEvent>) {
+            ev.finish();
           } else if constexpr (std::is_same_v<T, ForwardEvent>) {
             on_forward(ev.call);
           } else if constexpr (std::is_same_v<T, ForwardReplyEvent>) {

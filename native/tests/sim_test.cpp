@@ -100,7 +100,9 @@ TEST(Sim, RunsTheRuntimesForwardingLeaseReadsAndTornBatches) {
   EXPECT_GT(leases, 5);
   EXPECT_GT(torn, 5);
   EXPECT_GT(thresholds, 5);
-  Scenario s = Scenario::from_seed(5);
+  Scenario s;  // 3 voters, a reliable network, then these faults
+  s.seed = 5;
+  s.chaos_ms = 3000;
   s.forward_proposals = true;
   s.p_torn_commit = 0.02;
   s.p_crash = 0.002;
