@@ -1,7 +1,11 @@
 // The compiled addon (native/addon/addon.cpp), found by node-gyp-build: a prebuild, or
 // build/Release/raftstore.node from `npm install` / scripts/build.mjs --addon-only.
+import { readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+
+import { RaftError } from './errors.js';
 
 export interface NativeNodeOptions {
   group: string;
@@ -66,5 +70,39 @@ interface Binding {
 }
 
 const require = createRequire(import.meta.url);
-const load = require('node-gyp-build') as (dir: string) => unknown;
-export const binding = load(fileURLToPath(new URL('..', import.meta.url))) as Binding;
+
+/** This machine as prebuilds are named: linux-x64, linux-arm64, and whether its libc is musl. */
+function platformName(): string {
+  const header = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header;
+  const libc = process.platform !== 'linux' ? '' : header?.glibcVersionRuntime ? ` (glibc ${header.glibcVersionRuntime})` : ' (musl or another libc, not glibc)';
+  return `${process.platform}-${process.arch}${libc}`;
+}
+
+/**
+ * The addon in `dir` (the package root): a prebuild from prebuilds/, or build/Release from a
+ * source build. When neither loads, an ERR_RAFT_ADDON_LOAD RaftError says what is missing
+ * and the two ways out, instead of node-gyp-build's bare "No native build was found".
+ */
+export function loadBinding(dir: string): Binding {
+  try {
+    const load = require('node-gyp-build') as (dir: string) => unknown;
+    return load(dir) as Binding;
+  } catch (err) {
+    let shipped: string[] = [];
+    try {
+      shipped = readdirSync(join(dir, 'prebuilds'));
+    } catch {
+      // No prebuilds directory at all: a source checkout or a trimmed install.
+    }
+    const reason = err instanceof Error ? err.message.split('\n')[0] : String(err);
+    throw new RaftError('ERR_RAFT_ADDON_LOAD', [
+      `raftstore's native addon could not be loaded on ${platformName()}: ${reason}`,
+      `Prebuilds in this package: ${shipped.length > 0 ? `${shipped.join(', ')} (glibc 2.28 or newer; none for musl)` : 'none'}.`,
+      'Anywhere else, build it from source: a C++20 compiler (g++ 12), cmake 3.25, ninja, protobuf',
+      '(compiler and headers) and asio, plus `npm install cmake-js node-addon-api`; then',
+      '`npm rebuild raftstore`. docs/prebuilds.md in the package says more.',
+    ].join('\n'), { cause: err });
+  }
+}
+
+export const binding = loadBinding(fileURLToPath(new URL('..', import.meta.url)));

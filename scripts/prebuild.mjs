@@ -1,20 +1,23 @@
 #!/usr/bin/env node
-// Puts the built addon where node-gyp-build looks for a prebuild
-// (prebuilds/<platform>-<arch>/raftstore.napi.node), so that the package `npm pack` makes
-// installs without a compiler. Run by `prepack`, after the addon is built.
+// Makes the prebuilds the npm package ships, with prebuildify: for each architecture it calls
+// scripts/prebuild/cmake-js-build.mjs where it would call node-gyp, then files the result as
+// prebuilds/linux-<arch>/raftstore.glibc.node, where node-gyp-build looks. Run by `prepack`
+// and by `npm test` (test/prebuilds.test.ts checks what it made). docs/prebuilds.md.
+// Usage: node scripts/prebuild.mjs [x64] [arm64]   (default: both)
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const built = `${root}/build/Release/raftstore.node`;
-if (!existsSync(built)) {
-  console.error(`prebuild: ${built} is missing; run node scripts/build.mjs --addon-only`);
-  process.exit(1);
+const arches = process.argv.slice(2).length > 0 ? process.argv.slice(2) : ['x64', 'arm64'];
+const prebuildify = createRequire(`${root}package.json`).resolve('prebuildify/bin.js');
+for (const arch of arches) {
+  console.log(`prebuild: linux-${arch}`);
+  // One N-API target: the addon is built once for every Node version (package.json "binary").
+  const r = spawnSync(process.execPath, [prebuildify, '--napi', '--target', 'node@20.0.0', '--tag-libc',
+    '--arch', arch, '--node-gyp', `${root}scripts/prebuild/cmake-js-build.mjs`], { cwd: root, stdio: 'inherit' });
+  if (r.status !== 0) {
+    console.error(`prebuild: FAILED for linux-${arch} (${r.error?.message ?? `exit code ${r.status}`})`);
+    process.exit(r.status || 1);
+  }
 }
-const dir = `${root}/prebuilds/${process.platform}-${process.arch}`;
-mkdirSync(dir, { recursive: true });
-copyFileSync(built, `${dir}/raftstore.napi.node`);
-// Without debug info it is a tenth of the size (binutils' strip; keep it whole if absent).
-spawnSync('strip', ['--strip-debug', `${dir}/raftstore.napi.node`], { stdio: 'inherit' });
-console.log(`prebuild: ${dir}/raftstore.napi.node`);

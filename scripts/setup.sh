@@ -8,6 +8,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 packages=(g++ cmake ninja-build ccache libgtest-dev clang-format libprotobuf-dev protobuf-compiler libasio-dev
   clang-14 libclang-rt-14-dev  # clang only for the libFuzzer target
+  g++-aarch64-linux-gnu qemu-user debootstrap curl xz-utils  # the prebuilds (scripts/prebuild/)
   etcd-server)  # only for `npm run bench:node` (etcd as the comparison); no test uses it
 
 missing=()

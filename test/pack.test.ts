@@ -28,6 +28,10 @@ describe('npm pack', function () {
     writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, type: 'module' }));
     npm(['install', '--prefer-offline', '--no-audit', '--no-fund', join(dir, tarball)], app);
     assert.ok(!existsSync(join(app, 'node_modules/raftstore/build')), 'installed from the prebuild, not compiled');
+    // The source-build tools are optional peers: a user's install does not download them.
+    for (const tool of ['cmake-js', 'node-addon-api']) {
+      assert.ok(!existsSync(join(app, 'node_modules', tool)), `${tool} was installed`);
+    }
     writeFileSync(join(app, 'main.mjs'), `
       import { RaftNode, RaftError } from 'raftstore';
       let total = 0;

@@ -443,7 +443,7 @@ struct CliReply {
   std::string payload;
 };
 
-CliReply Cli(uint16_t port, const std::string& method, const google::protobuf::Message& req) {
+CliReply Cli(uint16_t port, const std::string& method, const google::protobuf::MessageLite& req) {
   asio::io_context io;
   auto ch =
       rpc::Channel::create(io, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));

@@ -1,0 +1,46 @@
+#!/usr/bin/env node
+// prebuildify's build step (its --node-gyp option names this file): prebuildify calls it as it
+// would call node-gyp (`rebuild --target=… --arch=… --release`); it builds the portable addon
+// for that architecture with cmake-js instead, into build/Release/raftstore.node, where
+// prebuildify picks it up and files it under prebuilds/. Steps: the Debian 11 sysroot
+// (sysroot.sh), protobuf's lite runtime for the target (protobuf.sh), then cmake-js with the
+// target's toolchain file and RAFTSTORE_PREBUILD (CMakeLists.txt, docs/prebuilds.md).
+import { spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const arches = { x64: 'amd64', arm64: 'arm64' };
+const archArg = process.argv.find((a) => a.startsWith('--arch='));
+const arch = archArg ? archArg.slice('--arch='.length) : process.arch;
+if (!(arch in arches)) {
+  console.error(`prebuild: no toolchain for linux-${arch}; prebuilds are made for ${Object.keys(arches).join(', ')}`);
+  process.exit(2);
+}
+
+function run(cmd, args) {
+  const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit' });
+  if (r.error || r.status !== 0) {
+    console.error(`prebuild: FAILED: ${cmd} ${args.join(' ')} (${r.error?.message ?? `exit code ${r.status}`})`);
+    process.exit(r.status || 1);
+  }
+}
+
+run('bash', ['scripts/prebuild/sysroot.sh', arches[arch], `build/sysroot/${arches[arch]}`]);
+run('bash', ['scripts/prebuild/protobuf.sh', arch]);
+// Asio is header-only and the same for every target; the sysroot has only the C library.
+const asio = `${root}build/prebuild/asio`;
+if (!existsSync(`${asio}/asio.hpp`)) {
+  mkdirSync(asio, { recursive: true });
+  cpSync('/usr/include/asio', `${asio}/asio`, { recursive: true });
+  cpSync('/usr/include/asio.hpp', `${asio}/asio.hpp`);
+}
+const cmakeJs = createRequire(`${root}package.json`).resolve('cmake-js/bin/cmake-js');
+console.log(`prebuild: building the addon for linux-${arch}`);
+run(process.execPath, [cmakeJs, 'compile', '--out', `build/prebuild/addon-${arch}`, '--generator', 'Ninja',
+  '--target', 'raftstore_addon', '--CDRAFTSTORE_TESTS=OFF', '--CDCMAKE_BUILD_TYPE=Release',
+  '--CDRAFTSTORE_PREBUILD=ON', `--CDCMAKE_TOOLCHAIN_FILE=${root}scripts/prebuild/linux-${arch}.cmake`,
+  `--CDRAFTSTORE_PROTOBUF_SRC=${root}build/prebuild/protobuf-3.21.12`,
+  `--CDRAFTSTORE_PROTOBUF_LIB=${root}build/prebuild/protobuf-${arch}/libprotobuf-lite.a`,
+  `--CDRAFTSTORE_ASIO_INCLUDE=${asio}`]);
