@@ -1,15 +1,24 @@
 #!/usr/bin/env bash
-# Brings a fresh machine to the point where `npm run demo` runs and `npm test` can run:
-# Debian toolchain, npm devDependencies, and the addon. The sanitizer, fuzz and simulator
-# trees are built by `npm test` (and `npm run sim`) when first needed. Safe to run again:
-# each part skips work that is already done.
+# Brings a fresh machine to the point where `npm run demo` runs: the Debian packages the addon
+# needs, npm devDependencies, and the addon. Nothing more, so the first command is quick.
+#   bash scripts/setup.sh --tests   only the Debian packages `npm test` needs besides those
+#                                   (npm test runs this itself; the trees it builds itself)
+# Safe to run again: each part skips work that is already done.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-packages=(g++ cmake ninja-build ccache libgtest-dev clang-format libprotobuf-dev protobuf-compiler libasio-dev
-  clang-14 libclang-rt-14-dev  # clang only for the libFuzzer target
-  g++-aarch64-linux-gnu qemu-user debootstrap curl xz-utils  # the prebuilds (scripts/prebuild/)
-  etcd-server)  # only for `npm run bench:node` (etcd as the comparison); no test uses it
+packages=(g++ cmake ninja-build ccache libprotobuf-dev protobuf-compiler libasio-dev)
+tests_only=false
+if [[ ${1:-} == --tests ]]; then
+  tests_only=true
+  packages+=(libgtest-dev clang-format
+    clang-14 libclang-rt-14-dev  # clang only for the libFuzzer target
+    g++-aarch64-linux-gnu qemu-user debootstrap curl xz-utils  # the prebuilds (scripts/prebuild/)
+    etcd-server)  # only for `npm run bench:node` (etcd as the comparison); no test uses it
+elif [[ -n ${1:-} ]]; then
+  echo "setup: unexpected argument '$1' (usage: bash scripts/setup.sh [--tests])" >&2
+  exit 2
+fi
 
 missing=()
 for pkg in "${packages[@]}"; do
@@ -28,6 +37,8 @@ else
   echo "setup: Debian packages present"
 fi
 
+$tests_only && exit 0
+
 # npm ci installs exactly the lock file; plain install only when there is none yet.
 if [[ -f package-lock.json ]]; then
   echo "setup: npm ci"
@@ -37,6 +48,6 @@ else
   npm install --no-fund --no-audit
 fi
 
-echo "setup: building the addon (npm test builds the other trees)"
+echo "setup: building the addon (npm test installs and builds the rest)"
 node scripts/build.mjs --addon-only
 echo "setup: done"

@@ -139,6 +139,9 @@ const judgeFormat = (r) =>
   r.code === 0 ? { passed: 1, failed: 0 } : { passed: 0, failed: 1, note: `npm run format fixes it; ${exitNote(r)}` };
 
 async function main() {
+  // The Debian packages only tests need (setup.sh installs those of the addon and the demo).
+  await step('test packages', 'bash', ['scripts/setup.sh', '--tests'], judgeBuild);
+
   const sources = ['native', 'bench'].flatMap((dir) =>
     readdirSync(`${root}/${dir}`, { recursive: true })
       .filter((f) => /\.(h|cpp)$/.test(f)).map((f) => `${dir}/${f}`));
@@ -207,6 +210,12 @@ async function main() {
   // --no: never try to download mocha; it comes from devDependencies.
   await step('mocha', 'npx', ['--no', 'mocha', '--reporter=spec',
     ...(process.stdout.isTTY ? ['--color'] : [])], judgeMocha);
+
+  // The packed tarball in a Debian 11 root with Node and no compiler: install, elect, replicate.
+  await step('install in a clean root', 'bash', ['scripts/install-test.sh'], (r, text) =>
+    r.code === 0 && /^install-test: ok$/m.test(text)
+      ? { passed: 1, failed: 0, note: /^smoke: .*$/m.exec(text)?.[0] }
+      : { passed: 0, failed: 1, note: exitNote(r) });
 }
 
 try {
