@@ -19,6 +19,7 @@ class Todo {
   get late(): boolean {
     return !this.done && this.due < 100;
   }
+  static computed = ['late'] as const; // a getter: not a field tx.create asks for
   static indices = {
     title: { kind: 'unique', key: (t: Todo) => t.title },
     tag: { kind: 'multi', key: (t: Todo) => t.tags },
@@ -123,6 +124,25 @@ export function storeTypeChecks(s: Store<typeof transactions>): void {
     v.findOne(User, 'tag', 'x');
     return [due, tagged];
   });
+}
+export const createTypeChecks = {
+  complete: (tx: Transaction) => tx.create(Todo, { title: 't', owner: '', tags: [], due: 1, done: false }),
+  // @ts-expect-error a field is missing (done)
+  missing: (tx: Transaction) => tx.create(Todo, { title: 't', owner: '', tags: [], due: 1 }),
+  // @ts-expect-error not a field of Todo
+  unknown: (tx: Transaction) => tx.create(Todo, { title: 't', owner: '', tags: [], due: 1, done: false, nope: 1 }),
+  // @ts-expect-error the id is the store's
+  id: (tx: Transaction) => tx.create(User, { id: 3, name: 'n' }),
+  optional: (tx: Transaction) => tx.create(Note, { text: 'no title needed' }),
+  typed: (tx: Transaction): string => tx.create(User, { name: 'n' }).name,
+};
+class Note {
+  declare readonly id: number;
+  declare readonly text: string;
+  declare readonly title?: string;
+  words(): number {
+    return this.text.split(' ').length; // a method: not asked for either
+  }
 }
 
 const base = await portBlock(100);

@@ -45,8 +45,29 @@ export type IndexName<C, Kind extends IndexSpec<never>['kind'] = IndexSpec<never
 /** A stored object: its fields, read-only, with its id. */
 export type Stored<T> = Readonly<T> & { readonly id: number };
 
-/** Fields to create or update an object with (no id: the store assigns it). */
+/** Fields to update an object with (no id: the store assigns it). */
 export type Fields<T> = Partial<Omit<T, 'id'>>;
+
+/** The keys of T that hold data: not its methods, not `id`. */
+type DataKeys<T> = {
+  [K in keyof T]-?: K extends 'id' ? never : T[K] extends (...args: never[]) => unknown ? never : K;
+}[keyof T];
+
+/**
+ * The names a class lists in its static `computed` (declare it `as const`): its getters and
+ * other derived properties, which TypeScript cannot tell from fields and `create` must not ask for.
+ */
+export type ComputedNames<C> = C extends { readonly computed: readonly (infer K extends PropertyKey)[] } ? K : never;
+
+/**
+ * What `tx.create` needs: every field of the class (an optional field, `title?: string`,
+ * may be left out), but not its id, methods or `computed` properties. So a new field in a
+ * class is a compile error in every transaction that creates one without it.
+ */
+export type CreateFields<C extends AnyStoreClass> = Omit<
+  Pick<C['prototype'], DataKeys<C['prototype']>>,
+  ComputedNames<C>
+>;
 
 export interface RangeQuery extends Range {
   reverse?: boolean;
@@ -284,14 +305,14 @@ export class Transaction extends View {
       throw new StoreError('ERR_STORE_TX_CLOSED', 'this transaction has ended; use the tx only inside its function');
   }
 
-  create<T extends object>(cls: StoreClass<T>, fields: Fields<T>): Stored<T> {
+  create<C extends AnyStoreClass>(cls: C, fields: CreateFields<C>): Stored<C['prototype']> {
     this.check();
     const state = this.#objects.of(cls);
     const id = this.#objects.nextId;
     const o = this.#objects.make(state, id, fields);
     this.#change(state, id, o);
     this.#objects.nextId = id + 1;
-    return o as Stored<T>;
+    return o as Stored<C['prototype']>;
   }
 
   /** Replaces fields of the object (`patch` may be a function of the current object). */

@@ -28,6 +28,7 @@ enum class Mutant : int {
   SkipGroupSync,                 // the log writer reports a batch durable without syncing it
   AckForwardedBeforeLocalApply,  // a forwarded write is acknowledged before it applies here
   LeaseReadWithoutLease,         // a lease read answers without checking the lease
+  ProposalsOpenAfterStop,        // a stopped replica still queues proposals nobody will flush
   Count
 };
 

@@ -50,6 +50,8 @@ const char* mutant_name(Mutant m) {
       return "ack-forwarded-before-local-apply";
     case Mutant::LeaseReadWithoutLease:
       return "lease-read-without-lease";
+    case Mutant::ProposalsOpenAfterStop:
+      return "proposals-open-after-stop";
     case Mutant::Count:
       break;
   }

@@ -53,22 +53,31 @@ void Replica::propose(std::string data, ProposeDone done, bool may_forward) {
                                                   " bytes for the leader's time"},
                 0);
   bool schedule = false;
+  bool closed = false;
   {
     std::lock_guard<std::mutex> l(proposals_mu_);
-    queued_.push_back({std::move(data), std::move(done), may_forward});
-    schedule = !flush_scheduled_;
-    flush_scheduled_ = true;
+    closed = proposals_closed_;
+    if (!closed) {
+      queued_.push_back({std::move(data), std::move(done), may_forward});
+      schedule = !flush_scheduled_;
+      flush_scheduled_ = true;
+    }
   }
+  if (closed) return done(core::Status{core::Code::Shutdown, "stopped"}, 0);
   // One handler takes everything queued by then: one append, one AppendEntries round
   // and one log write for the lot (braft batches its apply queue the same way).
-  if (schedule && !post_([this] { flush_proposals(); })) {
-    std::vector<Queued> queued;
-    {
-      std::lock_guard<std::mutex> l(proposals_mu_);
-      queued.swap(queued_);
-    }
-    for (auto& q : queued) q.done(core::Status{core::Code::Shutdown, "the node host is gone"}, 0);
+  if (schedule && !post_([this] { flush_proposals(); })) settle_queued("the node host is gone");
+}
+
+void Replica::settle_queued(const std::string& why) {
+  std::vector<Queued> queued;
+  {
+    std::lock_guard<std::mutex> l(proposals_mu_);
+    queued.swap(queued_);
+    // Nothing is scheduled any more: the next proposal tries to post (and fails) again.
+    if (!MUTANT(ProposalsOpenAfterStop)) flush_scheduled_ = false;
   }
+  for (auto& q : queued) q.done(core::Status{core::Code::Shutdown, why}, 0);
 }
 
 void Replica::flush_proposals() {

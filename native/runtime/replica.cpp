@@ -71,6 +71,13 @@ void Replica::fail(const std::string& why) {
   if (failed_) return;
   failed_ = true;
   failure_ = why;
+  if (!MUTANT(ProposalsOpenAfterStop)) {
+    {
+      std::lock_guard<std::mutex> l(proposals_mu_);
+      proposals_closed_ = true;
+    }
+    settle_queued(why);  // a flush already posted finds nothing; one never run loses nothing
+  }
   proposals_.fail_all({core::Code::Shutdown, why});
   auto forwarded = std::move(forwarded_);
   forwarded_.clear();

@@ -205,6 +205,7 @@ class Replica {
   void drain();
   void send(core::Envelope env);
   void flush_proposals();
+  void settle_queued(const std::string& why);  // answers every queued proposal with Shutdown
   void forward(std::shared_ptr<const std::string> data, ProposeDone done);
   void forward_answered(const core::PeerId& leader, int32_t code, const std::string& text,
                         const std::string& resp, ProposeDone done);
@@ -240,6 +241,9 @@ class Replica {
   };
   std::vector<Queued> queued_;
   bool flush_scheduled_ = false;
+  // Set by fail(): from then on propose answers at once, from any thread. Without it a
+  // proposal racing the host's shutdown could wait for a flush that never runs.
+  bool proposals_closed_ = false;
   std::map<uint64_t, ConfDone> conf_changes_;  // by change id
   std::map<uint64_t, ReadDone> reads_;         // by read ctx
   uint64_t next_read_ = 1;

@@ -734,6 +734,7 @@ class SimEnv : public runtime::ReplicaEnv {
   uint64_t wall_ms() override { return 1'700'000'000'000ull + w_.now_; }
   Post poster() override {
     return [&w = w_, id = n_.id, epoch = epoch_](std::function<void()> f) {
+      if (w.nodes_[id]->epoch != epoch) return false;  // the host is gone, as HostGate says
       w.schedule(w.now_, PostEvent{id, epoch, std::move(f)});
       return true;
     };
@@ -813,7 +814,19 @@ void World::crash(Node& n) {
   ++result_.crashes;
   n.alive = false;
   ++n.epoch;
-  // Its clients see the connection drop: their proposals' outcome is unknown.
+  // The host stops the replica (NodeHost's destructor: the gate closes, then fail()); its
+  // clients learn nothing more of their proposals' outcome (a failure is no answer). Calls
+  // racing the shutdown from other threads (a JavaScript propose during close) must each be
+  // answered at once, not queued for a flush that will never run.
+  n.replica->fail("the host is shutting down");
+  for (int late = 0; late < 2; ++late) {
+    bool answered = false;
+    n.replica->propose(
+        std::string(runtime::kLeaderTimeBytes, '\0') + "late",
+        [&](Status, uint64_t) { answered = true; }, s_.forward_proposals);
+    if (!answered)
+      fail("a proposal to stopped node " + std::to_string(n.id) + " was never answered");
+  }
   n.replica.reset();
   n.env.reset();
   n.disk.lose_unsynced();
