@@ -4,6 +4,7 @@
 // which needs cmake-js and node-addon-api: they are optional peer dependencies, so the usual
 // install does not download a build system it never runs (docs/prebuilds.md).
 import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
@@ -16,7 +17,9 @@ try {
 } catch (err) {
   why = err instanceof Error ? err.message.split('\n')[0] : String(err);
 }
-console.log(`raftstore: no prebuilt addon loads here (${why}); building it from source`);
+console.log(existsSync(`${root}prebuilds`)
+  ? `raftstore: no prebuilt addon loads here (${why}); building it from source`
+  : 'raftstore: building the addon from source (this copy has no prebuilds, as a clone has none)');
 const missing = ['cmake-js', 'node-addon-api'].filter((name) => {
   try {
     require.resolve(`${name}/package.json`);
