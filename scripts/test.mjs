@@ -196,8 +196,7 @@ async function main() {
 
   // The prebuilds the package ships (linux-x64 and linux-arm64, cross-compiled against a
   // Debian 11 sysroot), Debian's arm64 Node to run one under qemu-user, and dist/ for that
-  // run: test/prebuilds.test.ts checks them. prebuildify moves build/Release/raftstore.node
-  // away, so this comes before the addon build.
+  // run: test/prebuilds.test.ts checks them.
   await step('build prebuilds', process.execPath, ['scripts/prebuild.mjs'], judgeBuild);
   await step('arm64 Node for qemu', 'bash', ['scripts/prebuild/arm64-node.sh'], judgeBuild);
   await step('compile dist', 'npx', ['--no', '--', 'tsc', '-p', 'tsconfig.build.json'], judgeBuild);

@@ -1,12 +1,12 @@
 #!/usr/bin/env node
 // prebuildify's build step (its --node-gyp option names this file): prebuildify calls it as it
 // would call node-gyp (`rebuild --target=… --arch=… --release`); it builds the portable addon
-// for that architecture with cmake-js instead, into build/Release/raftstore.node, where
-// prebuildify picks it up and files it under prebuilds/. Steps: the Debian 11 sysroot
+// for that architecture with cmake-js instead (into build/prebuild/out-<arch>) and copies it
+// to build/Release/raftstore.node, where prebuildify picks it up and files it under prebuilds/. Steps: the Debian 11 sysroot
 // (sysroot.sh), protobuf's lite runtime for the target (protobuf.sh), then cmake-js with the
 // target's toolchain file and RAFTSTORE_PREBUILD (CMakeLists.txt, docs/prebuilds.md).
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
@@ -38,9 +38,14 @@ if (!existsSync(`${asio}/asio.hpp`)) {
 }
 const cmakeJs = createRequire(`${root}package.json`).resolve('cmake-js/bin/cmake-js');
 console.log(`prebuild: building the addon for linux-${arch}`);
-run(process.execPath, [cmakeJs, 'compile', '--out', `build/prebuild/addon-${arch}`, '--generator', 'Ninja',
-  '--target', 'raftstore_addon', '--CDRAFTSTORE_TESTS=OFF', '--CDCMAKE_BUILD_TYPE=Release',
+const tree = ['--out', `build/prebuild/addon-${arch}`, '--generator', 'Ninja'];
+// configure every time (cheap), so that an existing tree takes these settings too; then build.
+run(process.execPath, [cmakeJs, 'configure', ...tree, '--CDRAFTSTORE_TESTS=OFF', '--CDCMAKE_BUILD_TYPE=Release',
   '--CDRAFTSTORE_PREBUILD=ON', `--CDCMAKE_TOOLCHAIN_FILE=${root}scripts/prebuild/linux-${arch}.cmake`,
   `--CDRAFTSTORE_PROTOBUF_SRC=${root}build/prebuild/protobuf-3.21.12`,
   `--CDRAFTSTORE_PROTOBUF_LIB=${root}build/prebuild/protobuf-${arch}/libprotobuf-lite.a`,
-  `--CDRAFTSTORE_ASIO_INCLUDE=${asio}`]);
+  `--CDRAFTSTORE_ASIO_INCLUDE=${asio}`, `--CDRAFTSTORE_ADDON_DIR=${root}build/prebuild/out-${arch}`]);
+run(process.execPath, [cmakeJs, 'build', ...tree, '--target', 'raftstore_addon']);
+// Where prebuildify takes it from (and moves it away): a fresh copy, whatever was there.
+mkdirSync(`${root}build/Release`, { recursive: true });
+copyFileSync(`${root}build/prebuild/out-${arch}/raftstore.node`, `${root}build/Release/raftstore.node`);
