@@ -71,7 +71,7 @@ interface Binding {
 
 const require = createRequire(import.meta.url);
 
-/** This machine as prebuilds are named: linux-x64, linux-arm64, and whether its libc is musl. */
+/** This machine as prebuilds are named (linux-x64, linux-arm64), with its glibc version or the lack of one. */
 function platformName(): string {
   const header = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header;
   const libc = process.platform !== 'linux' ? '' : header?.glibcVersionRuntime ? ` (glibc ${header.glibcVersionRuntime})` : ' (musl or another libc, not glibc)';
