@@ -77,3 +77,50 @@ export class StoreError extends Error {
     this.code = code;
   }
 }
+
+export type SqlErrorCode =
+  /** A constraint failed (UNIQUE, NOT NULL, CHECK, FOREIGN KEY, …): `sqliteCode` says which. */
+  | 'ERR_SQL_CONSTRAINT'
+  /** SQLite refused the statement (a syntax error, no such table or column, …). */
+  | 'ERR_SQL_ERROR'
+  /** A value of the wrong type (SQLITE_MISMATCH), e.g. text into an INTEGER PRIMARY KEY. */
+  | 'ERR_SQL_MISMATCH'
+  /** Wrong parameters: too few, too many, a name that is not in the statement, a bad type. */
+  | 'ERR_SQL_PARAMETERS'
+  /** A string or blob over SQLite's length limit (SQLITE_TOOBIG). */
+  | 'ERR_SQL_TOO_BIG'
+  /** Would give different results on different replicas (see docs/sql-store.md). */
+  | 'ERR_SQL_NONDETERMINISTIC'
+  /** A statement kind the replicated log does not carry (PRAGMA, ATTACH, BEGIN, …). */
+  | 'ERR_SQL_FORBIDDEN'
+  /** `query` was given a statement that writes. */
+  | 'ERR_SQL_READONLY'
+  | 'ERR_SQL_UNKNOWN_TRANSACTION'
+  | 'ERR_SQL_BAD_TRANSACTION'
+  /** The migrations given differ from those the cluster ran. */
+  | 'ERR_SQL_MIGRATION'
+  | 'ERR_SQL_BAD_SNAPSHOT'
+  /** better-sqlite3 is not installed (or does not load on this Node). */
+  | 'ERR_SQL_DEPENDENCY';
+
+export interface SqlErrorOptions {
+  /** SQLite's own extended code (`SQLITE_CONSTRAINT_UNIQUE`, …) when SQLite raised it. */
+  sqliteCode?: string;
+  /** In a batch: which statement (0-based) failed. */
+  statementIndex?: number;
+  cause?: unknown;
+}
+
+/** An SQL statement failed: the same way on every replica, and rolled back everywhere. */
+export class SqlError extends Error {
+  readonly code: SqlErrorCode;
+  readonly sqliteCode?: string;
+  readonly statementIndex?: number;
+  constructor(code: SqlErrorCode, message: string, options: SqlErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'SqlError';
+    this.code = code;
+    if (options.sqliteCode !== undefined) this.sqliteCode = options.sqliteCode;
+    if (options.statementIndex !== undefined) this.statementIndex = options.statementIndex;
+  }
+}

@@ -13,3 +13,10 @@ export { Store } from './store/store.js';
 export type { StoreOptions, StoreEvents, StoreSnapshotEvent, TxContext, TransactionFn } from './store/store.js';
 export { View, Transaction } from './store/objects.js';
 export type { StoreClass, AnyStoreClass, Stored, Fields, IndexSpec, IndexKey, RangeQuery } from './store/objects.js';
+export { SqlError } from './errors.js';
+export type { SqlErrorCode, SqlErrorOptions } from './errors.js';
+export { SqlStore } from './sql/sql-store.js';
+export type {
+  SqlStoreOptions, SqlStoreEvents, SqlSnapshotEvent, SqlTx, SqlTransactionFn, SqlValue, SqlParams, Row, RunResult,
+  SqlStatement, SqlQueryOptions, SqlWriteOptions,
+} from './sql/sql-store.js';

@@ -37,16 +37,26 @@ else
   echo "setup: Debian packages present"
 fi
 
-$tests_only && exit 0
+if $tests_only; then
+  # better-sqlite3 (SqlStore's tests and bench) compiles SQLite: left out of the demo's setup.
+  if [[ -d node_modules/better-sqlite3 ]] && ! node -e "new (require('better-sqlite3'))(':memory:')" 2>/dev/null; then
+    echo "setup: building better-sqlite3"
+    npm rebuild better-sqlite3
+  fi
+  exit 0
+fi
 
-# npm ci installs exactly the lock file; plain install only when there is none yet.
+# npm ci installs exactly the lock file; plain install only when there is none yet. Install
+# scripts are skipped (better-sqlite3's compiles SQLite for a minute and a half; the demo
+# does not use it): esbuild's (tsx) is run, and the addon is built below.
 if [[ -f package-lock.json ]]; then
   echo "setup: npm ci"
-  npm ci --no-fund --no-audit
+  npm ci --no-fund --no-audit --ignore-scripts
 else
   echo "setup: npm install"
-  npm install --no-fund --no-audit
+  npm install --no-fund --no-audit --ignore-scripts
 fi
+npm rebuild esbuild
 
 echo "setup: building the addon (npm test installs and builds the rest)"
 node scripts/build.mjs --addon-only

@@ -11,6 +11,8 @@ import {
   RaftNode, type Configuration, type Entry, type RaftNodeOptions, type RaftStatus, type Role, type SnapshotReader,
   type SnapshotWriter, type StateMachine,
 } from '../raft-node.js';
+import { catchUpOnOpen } from '../catch-up.js';
+import { seededRandom } from '../seeded-random.js';
 import { Objects, Transaction, View, type AnyStoreClass, type StoreClass, type Stored } from './objects.js';
 
 /** What a transaction may use instead of the clock and Math.random (same on every replica). */
@@ -103,20 +105,6 @@ interface ImportPart {
   lastNow: number;
 }
 
-// splitmix64: a small, well-mixed generator; seeded by the log index it is the same on
-// every replica.
-function seededRandom(seed: number): () => number {
-  let s = BigInt.asUintN(64, BigInt(seed) * 0x9e3779b97f4a7c15n);
-  return () => {
-    s = BigInt.asUintN(64, s + 0x9e3779b97f4a7c15n);
-    let z = s;
-    z = BigInt.asUintN(64, (z ^ (z >> 30n)) * 0xbf58476d1ce4e5b9n);
-    z = BigInt.asUintN(64, (z ^ (z >> 27n)) * 0x94d049bb133111ebn);
-    z ^= z >> 31n;
-    return Number(z >> 11n) / 2 ** 53;
-  };
-}
-
 export class Store<T extends Record<string, TransactionFn<never, unknown>> = Record<string, TransactionFn<never, unknown>>>
   extends EventEmitter<StoreEvents> {
   readonly node: RaftNode<Outcome>;
@@ -185,17 +173,11 @@ export class Store<T extends Record<string, TransactionFn<never, unknown>> = Rec
     // cluster replica catches up once it hears from a leader; `read` with a consistency waits.)
     if (options.standalone === true) await store.node.readBarrier({ timeoutMs: 60_000 });
     else if (options.catchUpOnOpen ?? true) {
-      const timeoutMs = options.openTimeoutMs ?? 30_000;
-      if (store.node.status().member) {
-        try {
-          await store.node.readBarrier({ timeoutMs });
-        } catch (e) {
-          await store.close();
-          throw e instanceof RaftError && e.code === 'ERR_RAFT_TIMEOUT'
-            ? new RaftError('ERR_RAFT_TIMEOUT', `replica ${store.node.id} could not catch up with its group within ${timeoutMs} ms ` +
-              '(is a majority of it running?); catchUpOnOpen: false opens it without waiting', { cause: e })
-            : e;
-        }
+      try {
+        await catchUpOnOpen(store.node, options.openTimeoutMs ?? 30_000);
+      } catch (e) {
+        await store.close();
+        throw e;
       }
     }
     if (store.#importFrom !== undefined) {
