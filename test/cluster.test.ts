@@ -1,7 +1,6 @@
 // RaftNode replicas in three child processes: SIGKILL of the leader under load, restart and
 // catch-up, and consensus that a blocked event loop cannot disturb.
 import assert from 'node:assert/strict';
-import { fork, type ChildProcess } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,44 +8,12 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const fixture = fileURLToPath(new URL('./fixtures/replica.ts', import.meta.url));
-import { eventually, portBlock, sleep } from './helpers.js';
+import { ChildReplica, eventually, portBlock, sleep } from './helpers.js';
 
 interface Status { role: string; term: number; leaderId: string | null; appliedIndex: number; commitIndex: number }
-type Reply = { ok: true; result: unknown } | { ok: false; code: string; message: string };
-
-class Replica {
-  child!: ChildProcess;
-  #next = 1;
-  #waiting = new Map<number, (r: Reply) => void>();
-  constructor(readonly port: number, readonly args: string[]) {}
-
-  async start(): Promise<void> {
-    this.child = fork(fixture, this.args, { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    this.#waiting.clear();
-    await new Promise<void>((resolve, reject) => {
-      this.child.once('exit', (code) => reject(new Error(`replica ${this.port} exited (${code})`)));
-      this.child.on('message', (m: { ready?: boolean; id?: number } & Reply) => {
-        if (m.ready) return resolve();
-        const done = m.id === undefined ? undefined : this.#waiting.get(m.id);
-        if (done && m.id !== undefined) {
-          this.#waiting.delete(m.id);
-          done(m);
-        }
-      });
-    });
-    this.child.removeAllListeners('exit');
-    this.child.on('exit', () => {
-      for (const done of this.#waiting.values()) done({ ok: false, code: 'EXITED', message: 'exited' });
-      this.#waiting.clear();
-    });
-  }
-  call(op: string, extra: Record<string, number> = {}): Promise<Reply> {
-    const id = this.#next++;
-    return new Promise((resolve) => {
-      this.#waiting.set(id, resolve);
-      if (!this.child.connected) return resolve({ ok: false, code: 'EXITED', message: 'not connected' });
-      this.child.send({ id, op, ...extra });
-    });
+class Replica extends ChildReplica {
+  constructor(port: number, args: string[]) {
+    super(fixture, port, args);
   }
   async status(): Promise<Status | undefined> {
     const r = await this.call('status');
@@ -56,9 +23,6 @@ class Replica {
     const r = await this.call('value');
     if (!r.ok) throw new Error(r.message);
     return r.result as number;
-  }
-  kill(): void {
-    this.child.kill('SIGKILL');
   }
 }
 

@@ -1,3 +1,4 @@
+import { fork, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 
@@ -62,4 +63,47 @@ export function tryListen(port: number): Promise<NodeJS.ErrnoException | undefin
     s.once('error', resolve);
     s.listen(port, '127.0.0.1', () => s.close(() => resolve(undefined)));
   });
+}
+
+export type ChildReply = { ok: true; result: unknown } | { ok: false; code: string; message: string };
+
+/** A replica in a child process (a fixture under test/fixtures) driven over IPC:
+ *  it sends {ready: true} once open, then answers {id, op, ...} with {id, ok, ...}. */
+export class ChildReplica {
+  child!: ChildProcess;
+  #next = 1;
+  #waiting = new Map<number, (r: ChildReply) => void>();
+  constructor(readonly fixture: string, readonly port: number, readonly args: string[]) {}
+
+  async start(): Promise<void> {
+    this.child = fork(this.fixture, this.args, { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    this.#waiting.clear();
+    await new Promise<void>((resolve, reject) => {
+      this.child.once('exit', (code) => reject(new Error(`replica ${this.port} exited (${code})`)));
+      this.child.on('message', (m: { ready?: boolean; id?: number } & ChildReply) => {
+        if (m.ready) return resolve();
+        const done = m.id === undefined ? undefined : this.#waiting.get(m.id);
+        if (done && m.id !== undefined) {
+          this.#waiting.delete(m.id);
+          done(m);
+        }
+      });
+    });
+    this.child.removeAllListeners('exit');
+    this.child.on('exit', () => {
+      for (const done of this.#waiting.values()) done({ ok: false, code: 'EXITED', message: 'exited' });
+      this.#waiting.clear();
+    });
+  }
+  call(op: string, extra: Record<string, number> = {}): Promise<ChildReply> {
+    const id = this.#next++;
+    return new Promise((resolve) => {
+      this.#waiting.set(id, resolve);
+      if (!this.child.connected) return resolve({ ok: false, code: 'EXITED', message: 'not connected' });
+      this.child.send({ id, op, ...extra });
+    });
+  }
+  kill(): void {
+    this.child.kill('SIGKILL');
+  }
 }

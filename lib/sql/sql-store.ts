@@ -77,12 +77,22 @@ export interface SqlSnapshotEvent {
   bytes: number;
 }
 
+/** What this replica's snapshots did since it opened (`open` itself may install one). */
+export interface SqlSnapshotStats {
+  taken: number;
+  installed: number;
+  lastTaken: SqlSnapshotEvent | null;
+  lastInstalled: SqlSnapshotEvent | null;
+}
+
 export interface SqlStoreEvents {
   role: [role: Role, term: number];
   leader: [leaderId: string | null, term: number];
   removed: [conf: Configuration];
   applied: [index: number];
   snapshot: [info: SqlSnapshotEvent];
+  /** This replica's database was replaced by a snapshot's copy (it was behind the log). */
+  installed: [info: SqlSnapshotEvent];
   error: [err: RaftError];
 }
 
@@ -236,6 +246,7 @@ export class SqlStore<T extends AnyTransactions = AnyTransactions> extends Event
   #ctx: ApplyContext | null = null;
   #copying: Promise<unknown> = Promise.resolve();
   #closed = false;
+  readonly #stats: SqlSnapshotStats = { taken: 0, installed: 0, lastTaken: null, lastInstalled: null };
 
   private constructor(options: SqlStoreOptions<T>) {
     super();
@@ -382,6 +393,9 @@ export class SqlStore<T extends AnyTransactions = AnyTransactions> extends Event
   }
   status(): RaftStatus {
     return this.node.status();
+  }
+  get snapshotStats(): SqlSnapshotStats {
+    return { ...this.#stats };
   }
   /** Takes a snapshot now (a copy of the database; the `snapshot` event reports it). */
   snapshot(): Promise<void> {
@@ -660,8 +674,10 @@ export class SqlStore<T extends AnyTransactions = AnyTransactions> extends Event
     const started = performance.now();
     const target = writer.path(SNAPSHOT_FILE);
     const copy = copyDatabase(this.#module.path, this.#path, target).then(() => {
-      const index = this.#indexOf(target);
-      this.emit('snapshot', { index, durationMs: performance.now() - started, bytes: statSync(target).size });
+      const info = { index: this.#indexOf(target), durationMs: performance.now() - started, bytes: statSync(target).size };
+      this.#stats.taken++;
+      this.#stats.lastTaken = info;
+      this.emit('snapshot', info);
     });
     this.#copying = copy.catch(() => undefined);
     return copy;
@@ -684,6 +700,7 @@ export class SqlStore<T extends AnyTransactions = AnyTransactions> extends Event
   // while queries go on, then swapped in by one rename (a crash leaves the old or the new).
   async #restore(reader: SnapshotReader): Promise<void> {
     if (reader.index <= this.#applied) return; // the database holds all of it (a restart)
+    const started = performance.now();
     await this.#copying;
     const install = `${this.#path}.install`;
     await copyFile(reader.path(SNAPSHOT_FILE), install);
@@ -702,5 +719,9 @@ export class SqlStore<T extends AnyTransactions = AnyTransactions> extends Event
     renameSync(install, this.#path);
     fsyncPath(dirname(this.#path));
     this.#openDatabase();
+    const info = { index, durationMs: performance.now() - started, bytes: statSync(this.#path).size };
+    this.#stats.installed++;
+    this.#stats.lastInstalled = info;
+    this.emit('installed', info);
   }
 }
