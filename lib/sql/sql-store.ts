@@ -175,11 +175,20 @@ function loadBetterSqlite3(): { ctor: typeof BetterSqlite3; path: string } {
   }
 }
 
-// VACUUM INTO on a connection of its own in a worker thread: the copy is one read
-// transaction of the database (WAL: a consistent cut while applies go on) and neither the
-// copying nor its disk writes hold the event loop.
+// The copy for a snapshot, in a worker thread so that neither it nor its disk writes hold
+// the event loop. First the database is made durable as far as it was committed (fsync of
+// the WAL, where synchronous=NORMAL leaves commits, and of the file): the engine drops the
+// log up to the snapshot's index once it is published, so the database must not be able to
+// fall back below it. Then VACUUM INTO on a connection of its own: one read transaction, a
+// consistent cut (WAL) while applies go on.
 const COPY_WORKER = `
+const fs = require('node:fs');
 const { workerData } = require('node:worker_threads');
+for (const f of [workerData.source + '-wal', workerData.source]) {
+  let fd;
+  try { fd = fs.openSync(f, 'r'); } catch (e) { if (e.code === 'ENOENT') continue; throw e; }
+  try { fs.fsyncSync(fd); } finally { fs.closeSync(fd); }
+}
 const Database = require(workerData.module);
 const db = new Database(workerData.source, { readonly: true, fileMustExist: true, timeout: 60000 });
 try { db.prepare('VACUUM INTO ?').run(workerData.target); } finally { db.close(); }
@@ -239,6 +248,7 @@ export class SqlStore<T extends AnyTransactions = AnyTransactions> extends Event
   #db!: BetterSqlite3.Database;
   readonly #clock: BetterSqlite3.Database; // SQLite's own time functions, given an explicit time
   #writes!: StatementCache;
+  #internals = new Map<string, BetterSqlite3.Statement>(); // raftstore's own statements
   #reads!: StatementCache;
   readonly #cacheSize: number;
   #applied = 0;
@@ -431,10 +441,13 @@ export class SqlStore<T extends AnyTransactions = AnyTransactions> extends Event
     mkdirSync(dirname(this.#path), { recursive: true });
     rmSync(`${this.#path}.install`, { force: true }); // an install cut short by a crash
     const db = new this.#module.ctor(this.#path);
-    // WAL with synchronous=FULL: a COMMIT returns once the WAL is fsynced, so what a caller
-    // was told is applied survives a crash, and the database is never behind a snapshot.
+    // WAL with synchronous=NORMAL: a commit is atomic and survives kill -9 (it is in the
+    // page cache) but is fsynced only at checkpoints and snapshots. The log, fsynced on a
+    // majority before anything is applied, is what vouches for an acknowledged write; after a
+    // power loss the database falls back to a consistent earlier index, never below the
+    // last snapshot's, and the replica applies the rest again (docs/sql-store.md).
     db.pragma('journal_mode = WAL');
-    db.pragma('synchronous = FULL');
+    db.pragma('synchronous = NORMAL');
     db.pragma('foreign_keys = ON');
     db.exec(`CREATE TABLE IF NOT EXISTS _raftstore_state (
                id INTEGER PRIMARY KEY CHECK (id = 0), format INTEGER NOT NULL, applied INTEGER NOT NULL, now INTEGER NOT NULL);
@@ -451,6 +464,7 @@ export class SqlStore<T extends AnyTransactions = AnyTransactions> extends Event
     this.#defineFunctions(db);
     this.#db = db;
     this.#writes = new StatementCache(this.#cacheSize);
+    this.#internals = new Map();
     this.#reads = new StatementCache(this.#cacheSize);
   }
 
@@ -511,7 +525,7 @@ export class SqlStore<T extends AnyTransactions = AnyTransactions> extends Event
     const db = this.#db;
     let applied = this.#applied;
     let lastNow = this.#lastNow;
-    db.prepare('BEGIN IMMEDIATE').run();
+    this.#internal('BEGIN IMMEDIATE').run();
     try {
       for (const e of entries) {
         if (e.index <= applied) {
@@ -523,16 +537,25 @@ export class SqlStore<T extends AnyTransactions = AnyTransactions> extends Event
         out.push(this.#applyEntry(e, lastNow));
         applied = e.index;
       }
-      this.#writes.get(db, 'UPDATE _raftstore_state SET applied = ?, now = ?').run(applied, lastNow);
-      db.prepare('COMMIT').run();
+      this.#internal('UPDATE _raftstore_state SET applied = ?, now = ?').run(applied, lastNow);
+      this.#internal('COMMIT').run();
     } catch (e) {
-      if (db.inTransaction) db.prepare('ROLLBACK').run();
+      if (db.inTransaction) this.#internal('ROLLBACK').run();
       throw e;
     }
     this.#applied = applied;
     this.#lastNow = lastNow;
     if (entries.length > 0) this.emit('applied', applied);
     return out;
+  }
+
+  #internal(sql: string): BetterSqlite3.Statement {
+    let stmt = this.#internals.get(sql);
+    if (!stmt) {
+      stmt = this.#db.prepare(sql);
+      this.#internals.set(sql, stmt);
+    }
+    return stmt;
   }
 
   #applyEntry(e: Entry, now: number): Outcome {
@@ -551,22 +574,21 @@ export class SqlStore<T extends AnyTransactions = AnyTransactions> extends Event
         `entry ${e.index} runs transaction ${JSON.stringify(decoded[2])}, which this version does not define; ` +
         'deploy a version that defines it (transactions may be added, never removed while in the log)');
     const ctx: ApplyContext = { index: e.index, now, random: splitmix64(e.index), blobs: 0n, machineError: undefined };
-    const db = this.#db;
     this.#ctx = ctx;
     // last_insert_rowid() and changes() read the connection, so each entry starts them from
     // the same values everywhere (a restarted replica's connection has no history).
-    this.#writes.get(db, 'INSERT OR REPLACE INTO temp._raftstore_rowid (rowid) VALUES (0)').run();
-    db.prepare('SAVEPOINT entry').run();
+    this.#internal('INSERT OR REPLACE INTO temp._raftstore_rowid (rowid) VALUES (0)').run();
+    this.#internal('SAVEPOINT entry').run();
     try {
       const value = this.#runEntry(kind, decoded, e, ctx);
       if (ctx.machineError !== undefined) throw ctx.machineError;
-      db.prepare('RELEASE entry').run();
+      this.#internal('RELEASE entry').run();
       return { ok: true, value };
     } catch (error) {
       if (ctx.machineError !== undefined) throw ctx.machineError;
       if (isSqliteError(error) && MACHINE_CODES.test(error.code)) throw error;
-      db.prepare('ROLLBACK TO entry').run();
-      db.prepare('RELEASE entry').run();
+      this.#internal('ROLLBACK TO entry').run();
+      this.#internal('RELEASE entry').run();
       return { ok: false, error };
     } finally {
       this.#ctx = null;

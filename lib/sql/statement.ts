@@ -62,9 +62,21 @@ export interface CheckOptions {
   multiple?: boolean;
 }
 
+// Texts that passed (applications repeat a few statements): checked once.
+const passed = new Set<string>();
+const PASSED_MAX = 10_000;
+
 /** Throws a coded SqlError if `sql` may not be replicated (or, for queries, run locally). */
 export function checkStatement(sql: string, where: string, options: CheckOptions = {}): void {
   if (typeof sql !== 'string') throw new SqlError('ERR_SQL_ERROR', `${where}: the SQL must be a string, got ${typeof sql}`);
+  const key = options.multiple ? `;${sql}` : sql;
+  if (passed.has(key)) return;
+  check(sql, where, options);
+  if (passed.size >= PASSED_MAX) passed.clear();
+  passed.add(key);
+}
+
+function check(sql: string, where: string, options: CheckOptions): void {
   const all = tokens(sql);
   // Split at ';'. A trigger's body holds ';' (and CASE ... END), so a CREATE TRIGGER is taken
   // to run to the end of the text; SQLite itself refuses anything after it, on every replica.
