@@ -154,7 +154,7 @@ if (untilIndex !== undefined) {
   const check = () => {
     if (store.appliedIndex < want) return;
     store.off('applied', check);
-    reply({ caughtUp: { at: abs(), applied: store.appliedIndex, stats: store.snapshotStats } });
+    reply({ caughtUp: { at: abs(), applied: store.appliedIndex, stats: store.stats } });
   };
   store.on('applied', check);
   setImmediate(check);
@@ -165,7 +165,7 @@ process.on('message', (m) => {
   const fail = (e) => reply({ id: m.id, ok: false, message: String(e?.stack ?? e) });
   switch (m.op) {
     case 'status':
-      ok({ role: store.role, applied: store.appliedIndex, stats: store.snapshotStats, bytes: dbBytes() });
+      ok({ role: store.role, applied: store.appliedIndex, stats: store.stats, bytes: dbBytes() });
       break;
     case 'load':
       if (!ops[m.kind]) fail(new Error(`unknown load kind ${m.kind}`));

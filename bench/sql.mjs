@@ -87,7 +87,7 @@ console.log(`bench:sql: 3 replica processes on loopback (election timeout ${ELEC
   `levels ${levels.join(', ')}; ${mb} MiB database; ${cpus().length} cores, load average ` +
   `${loadavg().map((x) => x.toFixed(2)).join(' ')}, node ${process.version}`);
 console.log('an op is one awaited store.exec() by a closed-loop worker in the leader\'s process (committed by a quorum,\n' +
-  'fsynced in the log, applied in SQLite with synchronous=FULL); local-*: the same statement on a local\n' +
+  'fsynced in the log, applied in SQLite with synchronous=NORMAL); local-*: the same statement on a local\n' +
   'better-sqlite3 database (WAL, synchronous=FULL) in the same process, each its own commit');
 
 const throughput = {};
@@ -147,8 +147,8 @@ try {
       const joined = await within(peer.caughtUp, 600_000);
       const newPeer = { ms: joined.at - addAt, stats: joined.stats };
       console.log(`  caught up (index ${joined.applied}) ${fInt(newPeer.ms)} ms after add_peer; installed ` +
-        `${joined.stats.installed} snapshot(s)` + (joined.stats.lastInstalled
-        ? `: ${mib(joined.stats.lastInstalled.bytes)} MiB, installed (copied, fsynced, swapped) in ${fInt(joined.stats.lastInstalled.durationMs)} ms` : ''));
+        `${joined.stats.snapshotsInstalled} snapshot(s)` + (joined.stats.lastInstall
+        ? `: ${mib(joined.stats.lastInstall.bytes)} MiB, installed (copied, fsynced, swapped) in ${fInt(joined.stats.lastInstall.durationMs)} ms` : ''));
 
       console.log('\n4. restart of a follower, with its database and without it');
       const follower = c.ports.find((p) => p !== leader);
@@ -213,7 +213,7 @@ if (big) {
   if (!s.length) missed.push('no snapshot was taken during the window');
   else if (!(ratio <= 2)) missed.push(`p99 during a snapshot / baseline p99 = ${Number.isFinite(ratio) ? ratio.toFixed(2) : '-'} > 2`);
   if (base.errors || during.errors) missed.push(`${base.errors + during.errors} failed updates in the snapshot phase`);
-  if (newPeer.stats.installed < 1) missed.push('the new peer did not install a snapshot');
+  if (newPeer.stats.snapshotsInstalled < 1) missed.push('the new peer did not install a snapshot');
 }
 cleanup();
 if (missed.length) console.log(`\nbench:sql: SOME TARGETS MISSED: ${missed.join('; ')}`);

@@ -17,6 +17,6 @@ export { SqlError } from './errors.js';
 export type { SqlErrorCode, SqlErrorOptions } from './errors.js';
 export { SqlStore } from './sql/sql-store.js';
 export type {
-  SqlStoreOptions, SqlStoreEvents, SqlSnapshotEvent, SqlSnapshotStats, SqlTx, SqlTransactionFn, SqlValue, SqlParams, Row, RunResult,
+  SqlStoreOptions, SqlStoreEvents, SqlSnapshotEvent, SqlStoreStats, SqlTx, SqlTransactionFn, SqlValue, SqlParams, Row, RunResult,
   SqlStatement, SqlQueryOptions, SqlWriteOptions,
 } from './sql/sql-store.js';

@@ -77,12 +77,16 @@ export interface SqlSnapshotEvent {
   bytes: number;
 }
 
-/** What this replica's snapshots did since it opened (`open` itself may install one). */
-export interface SqlSnapshotStats {
-  taken: number;
-  installed: number;
-  lastTaken: SqlSnapshotEvent | null;
-  lastInstalled: SqlSnapshotEvent | null;
+/** What this replica did since this process opened it (`open` itself may install a snapshot). */
+export interface SqlStoreStats {
+  /** Entries run against the database. */
+  entriesApplied: number;
+  /** Entries the database already held when they came (a restart, a snapshot's copy): not run. */
+  entriesSkipped: number;
+  snapshotsTaken: number;
+  snapshotsInstalled: number;
+  lastSnapshot: SqlSnapshotEvent | null;
+  lastInstall: SqlSnapshotEvent | null;
 }
 
 export interface SqlStoreEvents {
@@ -256,7 +260,9 @@ export class SqlStore<T extends AnyTransactions = AnyTransactions> extends Event
   #ctx: ApplyContext | null = null;
   #copying: Promise<unknown> = Promise.resolve();
   #closed = false;
-  readonly #stats: SqlSnapshotStats = { taken: 0, installed: 0, lastTaken: null, lastInstalled: null };
+  readonly #stats: SqlStoreStats = {
+    entriesApplied: 0, entriesSkipped: 0, snapshotsTaken: 0, snapshotsInstalled: 0, lastSnapshot: null, lastInstall: null,
+  };
 
   private constructor(options: SqlStoreOptions<T>) {
     super();
@@ -382,8 +388,18 @@ export class SqlStore<T extends AnyTransactions = AnyTransactions> extends Event
         .map((c) => `"${c.name.replace(/"/g, '""')}"`);
       const table = `"${o.name.replace(/"/g, '""')}"`;
       const rows = this.#db.prepare(`SELECT ${cols.join(', ')} FROM ${table} ORDER BY ${cols.join(', ')}`).raw().iterate();
-      for (const row of rows)
-        hash.update(serialize((row as unknown[]).map((v) => (typeof v === 'number' && Number.isInteger(v) ? BigInt(v) : v))));
+      for (const row of rows) {
+        // A typed, length-prefixed encoding: 1 and 1.0 (SQLite INTEGER and REAL) hash alike,
+        // as they compare alike.
+        for (const v of row as unknown[]) {
+          if (v === null) hash.update('n');
+          else if (typeof v === 'bigint' || (typeof v === 'number' && Number.isInteger(v))) hash.update(`i${String(v)};`);
+          else if (typeof v === 'number') hash.update(`f${String(v)};`);
+          else if (typeof v === 'string') hash.update(`s${Buffer.byteLength(v)}:`).update(v);
+          else if (v instanceof Uint8Array) hash.update(`b${v.byteLength}:`).update(v);
+        }
+        hash.update('\n');
+      }
     }
     return hash.digest('hex');
   }
@@ -404,7 +420,7 @@ export class SqlStore<T extends AnyTransactions = AnyTransactions> extends Event
   status(): RaftStatus {
     return this.node.status();
   }
-  get snapshotStats(): SqlSnapshotStats {
+  get stats(): SqlStoreStats {
     return { ...this.#stats };
   }
   /** Takes a snapshot now (a copy of the database; the `snapshot` event reports it). */
@@ -525,12 +541,14 @@ export class SqlStore<T extends AnyTransactions = AnyTransactions> extends Event
     const db = this.#db;
     let applied = this.#applied;
     let lastNow = this.#lastNow;
+    let skipped = 0;
     this.#internal('BEGIN IMMEDIATE').run();
     try {
       for (const e of entries) {
         if (e.index <= applied) {
           // The database holds it already (a restart, or a snapshot copied after its index).
           out.push({ ok: false, error: new RaftError('ERR_RAFT_RESULT_UNKNOWN', `entry ${e.index} reached this replica inside a snapshot`) });
+          skipped++;
           continue;
         }
         lastNow = Math.max(lastNow, e.time); // leaders' clocks differ: time never goes back
@@ -545,7 +563,9 @@ export class SqlStore<T extends AnyTransactions = AnyTransactions> extends Event
     }
     this.#applied = applied;
     this.#lastNow = lastNow;
-    if (entries.length > 0) this.emit('applied', applied);
+    this.#stats.entriesSkipped += skipped;
+    this.#stats.entriesApplied += entries.length - skipped;
+    if (entries.length > skipped) this.emit('applied', applied);
     return out;
   }
 
@@ -697,8 +717,8 @@ export class SqlStore<T extends AnyTransactions = AnyTransactions> extends Event
     const target = writer.path(SNAPSHOT_FILE);
     const copy = copyDatabase(this.#module.path, this.#path, target).then(() => {
       const info = { index: this.#indexOf(target), durationMs: performance.now() - started, bytes: statSync(target).size };
-      this.#stats.taken++;
-      this.#stats.lastTaken = info;
+      this.#stats.snapshotsTaken++;
+      this.#stats.lastSnapshot = info;
       this.emit('snapshot', info);
     });
     this.#copying = copy.catch(() => undefined);
@@ -742,8 +762,8 @@ export class SqlStore<T extends AnyTransactions = AnyTransactions> extends Event
     fsyncPath(dirname(this.#path));
     this.#openDatabase();
     const info = { index, durationMs: performance.now() - started, bytes: statSync(this.#path).size };
-    this.#stats.installed++;
-    this.#stats.lastInstalled = info;
+    this.#stats.snapshotsInstalled++;
+    this.#stats.lastInstall = info;
     this.emit('installed', info);
   }
 }

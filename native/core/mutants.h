@@ -18,6 +18,8 @@ enum class Mutant : int {
   AckBeforeDurable,           // a follower acknowledges entries before they are durable
   NoProbeIdlePeer,            // a peer whose log is unknown gets heartbeats only, no probe
   StalledInstallNotRetried,   // a lost or failed InstallSnapshot is never sent again
+  InstallProgressIgnored,     // a snapshot copy that takes longer than the install timeout is
+                              // abandoned while it still progresses (and begun again, forever)
   // In runtime code that the simulator runs (native/runtime/snapshot_transfer.cpp):
   ChunkOffsetOffByOne,      // a snapshot copy asks for each next chunk one byte too far
   InstallAckBeforeDurable,  // a copied snapshot is adopted (and acknowledged) before it is

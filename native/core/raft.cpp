@@ -38,6 +38,8 @@ const char* mutant_name(Mutant m) {
       return "no-probe-idle-peer";
     case Mutant::StalledInstallNotRetried:
       return "stalled-install-not-retried";
+    case Mutant::InstallProgressIgnored:
+      return "install-progress-ignored";
     case Mutant::ChunkOffsetOffByOne:
       return "chunk-offset-off-by-one";
     case Mutant::InstallAckBeforeDurable:
@@ -268,6 +270,13 @@ void Raft::peer_unreachable(const PeerId& peer, uint64_t now) {
   uint64_t turn = std::max<uint64_t>(2, opt_.heartbeat_ms() / 2);
   uint64_t at = now + rank * turn + opt_.random() % (turn / 2);
   election_deadline_ = std::min(election_deadline_, at);
+}
+
+void Raft::snapshot_progress(const PeerId& peer, uint64_t now) {
+  now_ = now;
+  auto* pr = role_ == Role::Leader ? progress(peer) : nullptr;
+  if (pr && pr->state == ProgressState::Snapshot && !MUTANT(InstallProgressIgnored))
+    pr->snapshot_sent_ms = std::max(pr->snapshot_sent_ms, now);
 }
 
 void Raft::rpc_failed(const PeerId& peer, uint64_t rpc_id, uint64_t now) {

@@ -213,6 +213,11 @@ class Raft {
   // deadline passed): no answer will come. The leader retries after a heartbeat interval
   // instead of waiting out its timers (10 election timeouts for an InstallSnapshot).
   void rpc_failed(const PeerId& peer, uint64_t rpc_id, uint64_t now_ms);
+  // `peer` fetched a chunk of the snapshot it is being sent (the runtime serves its
+  // get_file calls): the install is alive, however long the copy takes, so its stall timer
+  // (install_snapshot_timeout_ms) starts again. braft sends InstallSnapshot without a
+  // deadline; this keeps a deadline for lost requests without one for large snapshots.
+  void snapshot_progress(const PeerId& peer, uint64_t now_ms);
 
   void meta_persisted(uint64_t seq);
   void log_persisted(uint64_t write_seq);
@@ -272,11 +277,11 @@ class Raft {
     ProgressState state = ProgressState::Probe;
     std::deque<Inflight> inflight;  // every outstanding RPC, appends and heartbeats
     uint64_t appends_inflight = 0;
-    uint64_t last_ack_ms = 0;      // receive time of the last same-term response
-    uint64_t paused_until_ms = 0;  // back off after EBUSY or a failed snapshot
-    uint64_t acked_sent_ms = 0;    // send time of the newest acknowledged RPC (lease)
-    uint64_t acked_rpc = 0;        // newest rpc id acknowledged (ReadIndex)
-    uint64_t snapshot_sent_ms = 0;
+    uint64_t last_ack_ms = 0;       // receive time of the last same-term response
+    uint64_t paused_until_ms = 0;   // back off after EBUSY or a failed snapshot
+    uint64_t acked_sent_ms = 0;     // send time of the newest acknowledged RPC (lease)
+    uint64_t acked_rpc = 0;         // newest rpc id acknowledged (ReadIndex)
+    uint64_t snapshot_sent_ms = 0;  // or when the peer last fetched a chunk of it
     uint64_t snapshot_rpc = 0;
     uint64_t snapshot_index = 0;  // what that InstallSnapshot carried
     uint64_t commit_told = 0;     // the highest commit index our appends let it apply

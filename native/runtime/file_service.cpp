@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cinttypes>
 #include <cstdio>
+#include <map>
 
 #include "node_host_internal.h"
 
@@ -50,12 +51,17 @@ class DirSource : public SnapshotSource {
 }  // namespace
 
 // The copied files, in the (empty) temp directory the snapshot will be published from.
+// Each file's CRC32C is computed as its chunks arrive (in order), so the final check reads
+// nothing back: re-reading a large snapshot on the host's thread would hold every group's
+// heartbeats for as long.
 class SnapshotCopier::Files : public SnapshotSink {
  public:
   explicit Files(std::string dir) : dir_(std::move(dir)) {}
   storage::Status create(const std::string& name) override {
     std::string path = dir_ + "/" + name;
     out_ = storage::Fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    current_ = &sums_[name];
+    *current_ = Running{};
     return out_ ? storage::Status{} : storage::os_error("create " + path);
   }
   storage::Status write(uint64_t offset, std::string_view bytes) override {
@@ -66,6 +72,14 @@ class SnapshotCopier::Files : public SnapshotSink {
       if (n < 0) return storage::os_error("write in " + dir_);
       done += static_cast<size_t>(n);
     }
+    Running& r = *current_;
+    if (!r.known || offset > r.length) {
+      r.known = false;                              // a gap: the check reads the file instead
+    } else if (offset + bytes.size() > r.length) {  // a chunk asked again overlaps the sum
+      size_t skip = static_cast<size_t>(r.length - offset);
+      r.crc = storage::crc32c(bytes.data() + skip, bytes.size() - skip, r.crc);
+      r.length = offset + bytes.size();
+    }
     return {};
   }
   storage::Status close() override {
@@ -73,14 +87,30 @@ class SnapshotCopier::Files : public SnapshotSink {
     return {};
   }
   storage::Status verify(const storage::SnapshotInfo& info) override {
-    storage::SnapshotInfo here = info;
-    here.path = dir_;
-    return storage::SnapshotStore::verify(here);
+    for (const auto& f : info.files) {
+      auto it = sums_.find(f.name);
+      if (it == sums_.end() || !it->second.known) {
+        storage::SnapshotInfo one = info;
+        one.path = dir_;
+        one.files = {f};
+        if (auto st = storage::SnapshotStore::verify(one); !st.ok()) return st;
+      } else if (it->second.crc != f.crc32c) {
+        return {storage::Code::CorruptLog, dir_ + "/" + f.name + ": checksum mismatch"};
+      }
+    }
+    return {};
   }
 
  private:
+  struct Running {
+    uint32_t crc = 0;
+    uint64_t length = 0;
+    bool known = true;
+  };
   std::string dir_;
   storage::Fd out_;
+  std::map<std::string, Running> sums_;
+  Running* current_ = nullptr;
 };
 
 std::string format_snapshot_uri(const core::PeerId& leader, int64_t reader_id) {
@@ -196,7 +226,7 @@ void SnapshotCopier::finish(storage::Status st) {
 }
 
 int64_t NodeHost::open_reader(storage::SnapshotInfo snapshot, uint64_t ttl_ms,
-                              std::shared_ptr<const void> loan) {
+                              std::shared_ptr<const void> loan, std::function<void()> on_read) {
   uint64_t now = now_ms();
   for (auto it = readers_.begin(); it != readers_.end();)  // readers whose answer was lost
     it = it->second.expires_ms < now ? readers_.erase(it) : std::next(it);
@@ -209,7 +239,8 @@ int64_t NodeHost::open_reader(storage::SnapshotInfo snapshot, uint64_t ttl_ms,
     next_reader_ = (static_cast<int64_t>(::getpid()) << 45) | (us & ((int64_t{1} << 45) - 1));
   }
   int64_t id = next_reader_++;
-  readers_[id] = Reader{std::move(snapshot), now + ttl_ms, std::move(loan)};
+  readers_[id] =
+      Reader{std::move(snapshot), ttl_ms, now + ttl_ms, std::move(loan), std::move(on_read)};
   return id;
 }
 
@@ -232,7 +263,10 @@ void NodeHost::on_get_file(const rpc::Frame& frame, const rpc::Server::Respond& 
                    "", "");
   FileReply r = read_snapshot_file(it->second.snapshot, req);
   if (r.error_code) return respond(r.error_code, error_text(r.error_code, r.error_text), "", "");
+  it->second.expires_ms = now_ms() + it->second.ttl_ms;
+  auto on_read = it->second.on_read;  // may close readers
   respond(0, "", r.response.SerializeAsString(), r.attachment);
+  if (on_read) on_read();
 }
 
 }  // namespace raftstore::runtime

@@ -139,12 +139,18 @@ ReplicaEnv::Post Node::poster() {
 void Node::call(Envelope req, uint32_t timeout_ms, const storage::SnapshotInfo* lend) {
   int64_t reader = 0;
   if (lend) {
-    // Lent for the request's deadline and a little more: a follower copying past it is
-    // refused and the leader sends a newer snapshot.
-    reader = host_.open_reader(*lend, timeout_ms + opt_.raft.election_timeout_ms,
-                               snapshots_->lend(lend->path));
+    // A large snapshot's copy takes as long as it takes: the call has no deadline (as
+    // braft's), and each chunk the follower fetches tells the core the install is alive,
+    // which gives up on it only after timeout_ms without one. The reader lives as long past
+    // its last chunk.
+    reader =
+        host_.open_reader(*lend, timeout_ms + opt_.raft.election_timeout_ms,
+                          snapshots_->lend(lend->path), [weak = weak_from_this(), to = req.to] {
+                            if (auto self = weak.lock()) self->replica_->snapshot_progress(to);
+                          });
     std::get<core::InstallSnapshotRequest>(req.payload).uri =
         format_snapshot_uri(opt_.self, reader);
+    timeout_ms = 0;
   }
   rpc::WireMessage w = rpc::encode(req);
   channel_to(req.to)->call(

@@ -161,6 +161,8 @@ class Replica {
   // The answer to one of our requests, or its transport failure.
   void answered(const core::Envelope& resp);
   void call_failed(const core::PeerId& to, uint64_t rpc_id);
+  // `peer` fetched a chunk of the snapshot we sent it (get_file): the install goes on.
+  void snapshot_progress(const core::PeerId& peer);
   // A connection from `peer` closed: its host may be gone.
   void peer_unreachable(const core::PeerId& peer);
   // The log writer committed `batch` (st: Ok, or why the replica must stop).

@@ -39,6 +39,11 @@ void Replica::call_failed(const core::PeerId& to, uint64_t rpc_id) {
   drain();
 }
 
+void Replica::snapshot_progress(const core::PeerId& peer) {
+  if (failed_) return;
+  core_->snapshot_progress(peer, env_.now_ms());
+}
+
 void Replica::peer_unreachable(const core::PeerId& peer) {
   if (failed_) return;
   core_->peer_unreachable(peer, env_.now_ms());

@@ -237,6 +237,17 @@ Scenario Scenario::from_seed(uint64_t seed) {
   if (s.leader_lease) s.p_lease_read = v.chance(0.6) ? 0.5 : 0.0;
   if (s.p_crash > 0 && v.chance(0.5)) s.p_torn_commit = 0.002 * static_cast<double>(v.range(1, 20));
   if (s.bulk == 0 && v.chance(0.3)) s.snapshot_threshold = v.range(5, 200);
+  // Snapshots whose copy outlasts the install timeout (4 T here), as a large database's
+  // does: the leader must keep such an install going while chunks are fetched
+  // (Raft::snapshot_progress) rather than give up on it and start again, forever.
+  Rng g(seed ^ 0x6b16a5e5ULL);
+  if (g.chance(0.15)) {
+    s.min_delay_ms = std::max<uint64_t>(s.min_delay_ms, 2);
+    s.max_delay_ms = std::max(s.max_delay_ms, s.min_delay_ms + 1);
+    s.chunk_bytes = 256;
+    // 2 T chunks at a round trip of at least 4 ms: at least 8 T per copy.
+    s.snapshot_bytes = static_cast<uint32_t>(s.chunk_bytes * 2 * s.election_timeout_ms);
+  }
   return s;
 }
 
@@ -457,8 +468,9 @@ struct Node {
   // The log writer: a batch on the disk, and the writes that wait for the next one.
   std::vector<runtime::Write> writing, queued;
   bool disk_busy = false;
-  SmState sm;                              // the state machine
-  std::map<int64_t, SimSnapshot> readers;  // FileService readers lent to followers
+  SmState sm;                               // the state machine
+  std::map<int64_t, SimSnapshot> readers;   // FileService readers lent to followers
+  std::map<int64_t, uint64_t> reader_term;  // the term each reader was lent in
   std::unique_ptr<Copy> copy;
   uint64_t next_copy = 0;
   Configuration initial_conf;
@@ -687,6 +699,15 @@ class World {
   Rng save_rng_;  // when state machines finish saving snapshots (its own stream too)
   TraceSink trace_;
   std::vector<std::unique_ptr<Node>> nodes_;
+  // The last snapshot chunk each node was served, and by whom (an install in progress).
+  struct Served {
+    int leader = -1;
+    uint64_t epoch = 0;
+    uint64_t term = 0;
+    uint64_t index = 0;
+    uint64_t at_ms = 0;
+  };
+  std::map<int, Served> served_;
   std::vector<std::vector<bool>> links_;  // links_[from][to]
   std::priority_queue<Queued, std::vector<Queued>, Later> queue_;
   uint64_t seq_ = 0;
@@ -875,8 +896,25 @@ void World::call(Node& n, Envelope req, uint32_t) {
     if (!n.disk.snapshot ||
         n.disk.snapshot->info.meta.last_included_index != is->meta.last_included_index)
       return fail("leader sent a snapshot it does not hold");
+    // A leader does not give up on an install while the peer keeps fetching it: sending the
+    // same snapshot again within the install timeout of the last chunk served to it means a
+    // large snapshot's copy would start over again and again (checked without transport
+    // failures and hints of a peer gone, which are reasons to).
+    int to = index_of(req.to);
+    if (auto sv = served_.find(to);
+        !s_.transport_failures && s_.p_down_hint == 0 && sv != served_.end() && to >= 0 &&
+        nodes_[to]->alive && nodes_[to]->copy && nodes_[to]->copy->leader == n.id &&
+        sv->second.leader == n.id && sv->second.epoch == n.epoch &&
+        sv->second.term == n.core().term() && sv->second.index == is->meta.last_included_index &&
+        now_ < sv->second.at_ms + 4 * s_.election_timeout_ms)
+      return fail("install abandoned (lent in term " + std::to_string(sv->second.term) + ", now " +
+                  std::to_string(n.core().term()) + "): node " + std::to_string(n.id) +
+                  " sent snapshot " + std::to_string(is->meta.last_included_index) + " to node " +
+                  std::to_string(to) + " again " + std::to_string(now_ - sv->second.at_ms) +
+                  " ms after serving it a chunk of the copy in progress");
     auto reader = static_cast<int64_t>(next_reader_++);
     n.readers[reader] = *n.disk.snapshot;
+    n.reader_term[reader] = n.core().term();
     is->uri = std::to_string(n.id) + "/" + std::to_string(reader);
   }
   send(n, std::move(req));
@@ -1130,6 +1168,12 @@ void World::on_file_request(const FileRequestEvent& ev) {
   } else {
     MemSource source(it->second.file);
     reply.reply = runtime::serve_get_file(it->second.info, ev.request, source);
+    // As the runtime's FileService: a chunk served keeps the install alive.
+    if (reply.reply.error_code == 0) {
+      l.replica->snapshot_progress(nodes_[ev.node]->peer);
+      served_[ev.node] =
+          Served{l.id, l.epoch, l.core().term(), it->second.info.meta.last_included_index, now_};
+    }
   }
   bool lost = !links_[l.id][ev.node] || rng_.chance(healed_ ? 0.0 : s_.loss);
   if (lost) {
@@ -1482,10 +1526,13 @@ void World::heal() {
 Result World::run() {
   // Liveness bound: 30 election timeouts, plus time to replicate a full backlog of
   // uncommitted entries one round trip and one fsync at a time.
+  // Plus a snapshot copy (a chunk per round trip of a healed network), twice over.
+  uint64_t copy_ms = 2 * (s_.snapshot_bytes / std::max<uint32_t>(1, s_.chunk_bytes) + 1) * 2 *
+                     (s_.min_delay_ms + s_.election_timeout_ms / 20 + 1);
   uint64_t bound = s_.liveness_bound_ms
                        ? s_.liveness_bound_ms
                        : 30 * s_.election_timeout_ms +
-                             kMaxUncommitted * (s_.disk_max_ms + 2 * s_.max_delay_ms + 1);
+                             kMaxUncommitted * (s_.disk_max_ms + 2 * s_.max_delay_ms + 1) + copy_ms;
   uint64_t heal_at = s_.chaos_ms;
   uint64_t deadline = heal_at + bound;
   uint64_t next_ms = 0;

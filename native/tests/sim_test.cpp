@@ -121,7 +121,8 @@ TEST(Sim, CatchesMutantsInTheRuntime) {
   };
   for (auto [m, seed] :
        {Case{Mutant::SkipGroupSync, 2}, Case{Mutant::AckForwardedBeforeLocalApply, 1},
-        Case{Mutant::LeaseReadWithoutLease, 6}, Case{Mutant::ProposalsOpenAfterStop, 1}}) {
+        Case{Mutant::LeaseReadWithoutLease, 6}, Case{Mutant::ProposalsOpenAfterStop, 1},
+        Case{Mutant::InstallProgressIgnored, 40}}) {
     Scenario s = Scenario::from_seed(seed);
     s.mutant = m;
     Result r = run(s);
