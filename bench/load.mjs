@@ -4,6 +4,8 @@
 // milliseconds (performance.timeOrigin + performance.now()) so that another process on the
 // same machine can relate them to its own clock (when it killed a leader).
 
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+
 export const now = () => performance.timeOrigin + performance.now();
 
 // op(worker) returns a promise; a rejection counts as an error and the worker goes on
@@ -72,4 +74,69 @@ export function outageAround(result, killAt) {
   let ms = 0;
   for (const [a, b] of result.gaps) if (b >= killAt) ms = Math.max(ms, b - a);
   return { ms, recovered: true };
+}
+
+const pct = (sorted, q) => (sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]);
+
+// A closed loop of `op` for `seconds`; with `snapshot`, `takeSnapshot()` (resolving with the
+// snapshot's info) back to back from `delayMs` while the window lasts (the load goes on
+// until the last one is done). Every op's start and end are kept, so the latencies of the
+// ops that overlapped a snapshot can be told apart from the others.
+export async function snapshotLoad({ concurrency = 32, seconds = 10, snapshot = false, delayMs = 500 }, op, takeSnapshot) {
+  const starts = [];
+  const ends = [];
+  let errors = 0;
+  let firstError = '';
+  let stop = false;
+  const delay = monitorEventLoopDelay({ resolution: 5 });
+  delay.enable();
+  const t0 = performance.now();
+  const end = t0 + seconds * 1000;
+  const worker = async () => {
+    while (!stop) {
+      const s = performance.now();
+      try {
+        await op();
+        starts.push(s);
+        ends.push(performance.now());
+      } catch (e) {
+        errors += 1;
+        if (!firstError) firstError = `${e?.code ?? e?.name ?? 'Error'}: ${e?.message ?? e}`;
+        await new Promise((r) => setTimeout(r, 1));
+      }
+    }
+  };
+  const workers = Array.from({ length: concurrency }, worker);
+  const snaps = [];
+  const snapper = (async () => {
+    if (!snapshot) return;
+    await new Promise((r) => setTimeout(r, delayMs));
+    while (performance.now() < end) {
+      const start = performance.now();
+      const info = await takeSnapshot();
+      snaps.push({ start, end: performance.now(), info: { ms: performance.now() - start, ...info } });
+    }
+  })();
+  await new Promise((r) => setTimeout(r, Math.max(0, end - performance.now())));
+  await snapper;
+  stop = true;
+  await Promise.all(workers);
+  delay.disable();
+  const elapsed = (performance.now() - t0) / 1000;
+  const all = [];
+  const during = [];
+  for (let i = 0; i < starts.length; i++) {
+    const lat = ends[i] - starts[i];
+    all.push(lat);
+    if (snaps.some((w) => starts[i] < w.end && ends[i] > w.start)) during.push(lat);
+  }
+  const sortAll = Float64Array.from(all).sort();
+  const sortDuring = Float64Array.from(during).sort();
+  return {
+    ops: all.length, elapsed, txPerSec: all.length / elapsed, errors, firstError,
+    p50: pct(sortAll, 0.5), p99: pct(sortAll, 0.99), p999: pct(sortAll, 0.999),
+    duringOps: during.length, duringP50: pct(sortDuring, 0.5), duringP99: pct(sortDuring, 0.99),
+    snapshots: snaps.map((w) => w.info),
+    loopDelayMaxMs: delay.max / 1e6, loopDelayP99Ms: delay.percentile(99) / 1e6,
+  };
 }

@@ -18,7 +18,7 @@ import { statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { SqlStore } from '../dist/index.js';
-import { closedLoop } from './load.mjs';
+import { closedLoop, snapshotLoad } from './load.mjs';
 
 const abs = () => performance.timeOrigin + performance.now();
 const loaded = abs();
@@ -87,66 +87,12 @@ async function fill({ mb = 1024, rows = 1000 }) {
   return { ms: performance.now() - t0, entries, bytes: dbBytes(), applied: store.appliedIndex };
 }
 
-const pct = (sorted, q) => (sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]);
-
-// As bench/store-replica.mjs's snapload: the latencies of the ops that overlapped a snapshot
-// are told apart from the others.
-async function snapload({ concurrency = 32, seconds = 10, snapshot = false, delayMs = 500 }) {
-  const starts = [];
-  const ends = [];
-  let errors = 0;
-  let firstError = '';
-  let stop = false;
-  const t0 = performance.now();
-  const end = t0 + seconds * 1000;
-  const worker = async () => {
-    while (!stop) {
-      const s = performance.now();
-      try {
-        await ops.update();
-        starts.push(s);
-        ends.push(performance.now());
-      } catch (e) {
-        errors += 1;
-        if (!firstError) firstError = `${e?.code ?? e?.name ?? 'Error'}: ${e?.message ?? e}`;
-        await new Promise((r) => setTimeout(r, 1));
-      }
-    }
-  };
-  const workers = Array.from({ length: concurrency }, worker);
-  const snaps = [];
-  const snapper = (async () => {
-    if (!snapshot) return;
-    await new Promise((r) => setTimeout(r, delayMs));
-    while (performance.now() < end) {
-      const start = performance.now();
-      let info = null;
-      const on = (e) => (info = e);
-      store.on('snapshot', on);
-      await store.snapshot().finally(() => store.off('snapshot', on));
-      snaps.push({ start, end: performance.now(), info: { ms: performance.now() - start, ...info } });
-    }
-  })();
-  await new Promise((r) => setTimeout(r, Math.max(0, end - performance.now())));
-  await snapper;
-  stop = true;
-  await Promise.all(workers);
-  const elapsed = (performance.now() - t0) / 1000;
-  const all = [];
-  const during = [];
-  for (let i = 0; i < starts.length; i++) {
-    const lat = ends[i] - starts[i];
-    all.push(lat);
-    if (snaps.some((w) => starts[i] < w.end && ends[i] > w.start)) during.push(lat);
-  }
-  const sortAll = Float64Array.from(all).sort();
-  const sortDuring = Float64Array.from(during).sort();
-  return {
-    ops: all.length, elapsed, txPerSec: all.length / elapsed, errors, firstError,
-    p50: pct(sortAll, 0.5), p99: pct(sortAll, 0.99),
-    duringOps: during.length, duringP50: pct(sortDuring, 0.5), duringP99: pct(sortDuring, 0.99),
-    snapshots: snaps.map((w) => w.info),
-  };
+async function snapshotNow() {
+  let info = null;
+  const on = (e) => (info = e);
+  store.on('snapshot', on);
+  await store.snapshot().finally(() => store.off('snapshot', on));
+  return info;
 }
 
 if (untilIndex !== undefined) {
@@ -175,7 +121,7 @@ process.on('message', (m) => {
       fill(m).then(ok, fail);
       break;
     case 'snapload':
-      snapload(m).then(ok, fail);
+      snapshotLoad(m, ops.update, snapshotNow).then(ok, fail);
       break;
     case 'addPeer':
       store.node.addPeer(m.peer, { timeoutMs: 600_000 }).then(ok, fail);

@@ -17,9 +17,8 @@
 //                                          back to back from delayMs until the window ends
 //     snapshot                             store.snapshot(); the `snapshot` event's info
 import { randomUUID } from 'node:crypto';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Store } from '../dist/index.js';
-import { closedLoop } from './load.mjs';
+import { closedLoop, snapshotLoad } from './load.mjs';
 
 const abs = () => performance.timeOrigin + performance.now();
 const loaded = abs();
@@ -113,83 +112,18 @@ async function bulk({ objects, per }) {
   return { ms: performance.now() - t0, count: count() };
 }
 
-const pct = (sorted, q) => (sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]);
-
-// Closed-loop touch for `seconds`; with `snapshot`, snapshots back to back from `delayMs`
-// while the window lasts (the load goes on until the last one is done). Every op's start and
-// end are kept, so the latencies of the ops that overlapped a snapshot can be told apart.
-async function snapload({ concurrency = 32, seconds = 10, snapshot = false, delayMs = 500 }) {
-  const starts = [];
-  const ends = [];
-  let errors = 0;
-  let firstError = '';
-  let stop = false;
-  const delay = monitorEventLoopDelay({ resolution: 5 });
-  delay.enable();
-  const t0 = performance.now();
-  const end = t0 + seconds * 1000;
-  const worker = async () => {
-    while (!stop) {
-      const s = performance.now();
-      try {
-        await ops.touch();
-        starts.push(s);
-        ends.push(performance.now());
-      } catch (e) {
-        errors += 1;
-        if (!firstError) firstError = `${e?.code ?? e?.name ?? 'Error'}: ${e?.message ?? e}`;
-        await new Promise((r) => setTimeout(r, 1));
-      }
-    }
-  };
-  const workers = Array.from({ length: concurrency }, worker);
-  const snaps = [];
-  const snapper = (async () => {
-    if (!snapshot) return;
-    await new Promise((r) => setTimeout(r, delayMs));
-    while (performance.now() < end) {
-      const start = performance.now();
-      const info = await snapshotNow();
-      snaps.push({ start, end: start + info.ms, info });
-    }
-  })();
-  await new Promise((r) => setTimeout(r, Math.max(0, end - performance.now())));
-  await snapper;
-  stop = true;
-  await Promise.all(workers);
-  delay.disable();
-  const elapsed = (performance.now() - t0) / 1000;
-  const all = [];
-  const during = [];
-  for (let i = 0; i < starts.length; i++) {
-    const lat = ends[i] - starts[i];
-    all.push(lat);
-    if (snaps.some((w) => starts[i] < w.end && ends[i] > w.start)) during.push(lat);
-  }
-  const sortAll = Float64Array.from(all).sort();
-  const sortDuring = Float64Array.from(during).sort();
-  return {
-    ops: all.length, elapsed, txPerSec: all.length / elapsed, errors, firstError,
-    p50: pct(sortAll, 0.5), p99: pct(sortAll, 0.99), p999: pct(sortAll, 0.999),
-    duringOps: during.length, duringP50: pct(sortDuring, 0.5), duringP99: pct(sortDuring, 0.99),
-    snapshots: snaps.map((w) => w.info),
-    loopDelayMaxMs: delay.max / 1e6, loopDelayP99Ms: delay.percentile(99) / 1e6,
-  };
-}
-
 async function snapshotNow() {
   let info = null;
   const on = (e) => {
     info = e;
   };
   store.on('snapshot', on);
-  const s = performance.now();
   try {
     await store.snapshot();
   } finally {
     store.off('snapshot', on);
   }
-  return { ms: performance.now() - s, ...info };
+  return info;
 }
 
 process.on('message', (m) => {
@@ -207,10 +141,10 @@ process.on('message', (m) => {
       bulk(m).then(ok, fail);
       break;
     case 'snapload':
-      snapload(m).then(ok, fail);
+      snapshotLoad(m, ops.touch, snapshotNow).then(ok, fail);
       break;
     case 'snapshot':
-      snapshotNow().then(ok, fail);
+      (async () => { const s = performance.now(); const info = await snapshotNow(); return { ms: performance.now() - s, ...info }; })().then(ok, fail);
       break;
     default:
       fail(new Error(`unknown op ${m.op}`));

@@ -20,3 +20,4 @@ export type {
   SqlStoreOptions, SqlStoreEvents, SqlSnapshotEvent, SqlStoreStats, SqlTx, SqlTransactionFn, SqlValue, SqlParams, Row, RunResult,
   SqlStatement, SqlQueryOptions, SqlWriteOptions,
 } from './sql/sql-store.js';
+export type { ReplicaEvents } from './replica-facade.js';

@@ -4,7 +4,6 @@
 // so a restart resumes from the database, and a snapshot is a copy of the database.
 // docs/sql-store.md gives the durability argument and the rules on non-deterministic SQL.
 import { createHash, randomBytes } from 'node:crypto';
-import { EventEmitter } from 'node:events';
 import { mkdirSync, openSync, closeSync, fsyncSync, renameSync, rmSync, statSync } from 'node:fs';
 import { copyFile, open as openFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
@@ -13,9 +12,10 @@ import { deserialize, serialize } from 'node:v8';
 import { Worker } from 'node:worker_threads';
 import type BetterSqlite3 from 'better-sqlite3';
 import { catchUpOnOpen } from '../catch-up.js';
+import { ReplicaFacade, type ReplicaEvents } from '../replica-facade.js';
 import { RaftError, SqlError, type SqlErrorCode } from '../errors.js';
 import {
-  RaftNode, type Configuration, type Entry, type RaftNodeOptions, type RaftStatus, type Role, type SnapshotReader,
+  RaftNode, type Entry, type RaftNodeOptions, type SnapshotReader,
   type SnapshotWriter, type StateMachine,
 } from '../raft-node.js';
 import { seededBytes, seededRandom, splitmix64 } from '../seeded-random.js';
@@ -89,15 +89,11 @@ export interface SqlStoreStats {
   lastInstall: SqlSnapshotEvent | null;
 }
 
-export interface SqlStoreEvents {
-  role: [role: Role, term: number];
-  leader: [leaderId: string | null, term: number];
-  removed: [conf: Configuration];
+export interface SqlStoreEvents extends ReplicaEvents {
   applied: [index: number];
   snapshot: [info: SqlSnapshotEvent];
   /** This replica's database was replaced by a snapshot's copy (it was behind the log). */
   installed: [info: SqlSnapshotEvent];
-  error: [err: RaftError];
 }
 
 type ArgsOf<F> = F extends (sql: SqlTx, args: infer A, ctx: TxContext) => unknown ? A : never;
@@ -243,7 +239,7 @@ class StatementCache {
   }
 }
 
-export class SqlStore<T extends AnyTransactions = AnyTransactions> extends EventEmitter<SqlStoreEvents> {
+export class SqlStore<T extends AnyTransactions = AnyTransactions> extends ReplicaFacade<SqlStoreEvents, Outcome> {
   readonly node: RaftNode<Outcome>;
   readonly #transactions: T;
   readonly #migrations: readonly string[];
@@ -291,12 +287,7 @@ export class SqlStore<T extends AnyTransactions = AnyTransactions> extends Event
     this.node = new RaftNode<Outcome>({ ...rest, stateMachine: this.#stateMachine() });
     this.#path = join(rest.dir, 'sqlite', DB_FILE);
     this.#clock = new this.#module.ctor(':memory:');
-    this.node.on('role', (role, term) => this.emit('role', role, term));
-    this.node.on('leader', (id, term) => this.emit('leader', id, term));
-    this.node.on('removed', (conf) => this.emit('removed', conf));
-    this.node.on('error', (err) => {
-      if (this.listenerCount('error') > 0) this.emit('error', err);
-    });
+    this.passOnEvents(this.node);
   }
 
   /**
@@ -404,21 +395,9 @@ export class SqlStore<T extends AnyTransactions = AnyTransactions> extends Event
     return hash.digest('hex');
   }
 
-  get isLeader(): boolean {
-    return this.node.isLeader;
-  }
-  get leaderId(): string | null {
-    return this.node.leaderId;
-  }
-  get role(): Role {
-    return this.node.role;
-  }
   /** The last entry this replica's database holds. */
   get appliedIndex(): number {
     return this.#applied;
-  }
-  status(): RaftStatus {
-    return this.node.status();
   }
   get stats(): SqlStoreStats {
     return { ...this.#stats };

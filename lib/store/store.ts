@@ -2,16 +2,16 @@
 // named, deterministic transaction functions; the log records a transaction's name and
 // arguments, and every replica re-executes it in log order against its in-memory objects.
 import { randomUUID } from 'node:crypto';
-import { EventEmitter } from 'node:events';
 import { open as openFile, readdir, readFile } from 'node:fs/promises';
 import { deserialize, serialize } from 'node:v8';
 import { RaftError, StoreError } from '../errors.js';
 import { parsePeerId } from '../peer.js';
 import {
-  RaftNode, type Configuration, type Entry, type RaftNodeOptions, type RaftStatus, type Role, type SnapshotReader,
+  RaftNode, type Entry, type RaftNodeOptions, type SnapshotReader,
   type SnapshotWriter, type StateMachine,
 } from '../raft-node.js';
 import { catchUpOnOpen } from '../catch-up.js';
+import { ReplicaFacade, type ReplicaEvents } from '../replica-facade.js';
 import { seededRandom } from '../seeded-random.js';
 import { Objects, Transaction, View, type AnyStoreClass, type StoreClass, type Stored } from './objects.js';
 
@@ -66,14 +66,9 @@ export interface StoreSnapshotEvent {
   bytes: number;
 }
 
-export interface StoreEvents {
-  role: [role: Role, term: number];
-  leader: [leaderId: string | null, term: number];
-  /** The group's configuration no longer includes this replica (RaftNode's `removed`). */
-  removed: [conf: Configuration];
+export interface StoreEvents extends ReplicaEvents {
   applied: [index: number];
   snapshot: [info: StoreSnapshotEvent];
-  error: [err: RaftError];
 }
 
 type ArgsOf<F> = F extends (tx: Transaction, args: infer A, ctx: TxContext) => unknown ? A : never;
@@ -106,7 +101,7 @@ interface ImportPart {
 }
 
 export class Store<T extends Record<string, TransactionFn<never, unknown>> = Record<string, TransactionFn<never, unknown>>>
-  extends EventEmitter<StoreEvents> {
+  extends ReplicaFacade<StoreEvents, Outcome> {
   readonly node: RaftNode<Outcome>;
   readonly #transactions: T;
   readonly #objects: Objects;
@@ -157,12 +152,7 @@ export class Store<T extends Record<string, TransactionFn<never, unknown>> = Rec
       port,
       stateMachine: this.#stateMachine(),
     });
-    this.node.on('role', (role, term) => this.emit('role', role, term));
-    this.node.on('leader', (id, term) => this.emit('leader', id, term));
-    this.node.on('removed', (conf) => this.emit('removed', conf));
-    this.node.on('error', (err) => {
-      if (this.listenerCount('error') > 0) this.emit('error', err);
-    });
+    this.passOnEvents(this.node);
   }
 
   /** Validates the options, opens the data directory (replaying it) and joins the group. */
@@ -278,20 +268,8 @@ export class Store<T extends Record<string, TransactionFn<never, unknown>> = Rec
     return this.read((v) => v.all(cls));
   }
 
-  get isLeader(): boolean {
-    return this.node.isLeader;
-  }
-  get leaderId(): string | null {
-    return this.node.leaderId;
-  }
-  get role(): Role {
-    return this.node.role;
-  }
   get appliedIndex(): number {
     return this.#applied;
-  }
-  status(): RaftStatus {
-    return this.node.status();
   }
   /** Takes a snapshot now (the `snapshot` event reports it). */
   snapshot(): Promise<void> {
