@@ -40,7 +40,7 @@ describe('SqlStore', function () {
   let config: string;
   let stores: SqlStore<typeof transactions>[] = [];
 
-  const open = (i: number, extra: { migrations?: readonly string[] } = {}) =>
+  const open = (i: number, extra: { migrations?: readonly string[]; catchUpOnOpen?: boolean } = {}) =>
     SqlStore.open({
       group: 'sql', config, port: port + i, dir: join(base, String(i)), migrations, transactions,
       electionTimeoutMs: 300, ...extra,
@@ -185,6 +185,25 @@ describe('SqlStore', function () {
     assert.ok(stores[2].status().snapshotIndex >= 200, 'it installed the snapshot');
     assert.equal(stores[2].query<{ n: number }>('SELECT count(*) AS n FROM item')[0]!.n, 200);
     assert.ok(!existsSync(join(base, '2', 'sqlite', 'state.db.install')));
+  });
+
+  it('a replica closed while it installs a snapshot keeps its old database and installs it at the next start', async () => {
+    await stores[2]!.close();
+    for (let i = 0; i < 48; i++)  // about 48 MiB
+      await stores[i % 2]!.exec(`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000)
+                                 INSERT INTO stamp (b) SELECT randomblob(1024) FROM n`);
+    await stores[0]!.snapshot();
+    await stores[1]!.snapshot();
+    const install = join(base, '2', 'sqlite', 'state.db.install');
+    const reopened = await open(2, { catchUpOnOpen: false });
+    stores[2] = reopened;
+    await until('the copy beside the database', () => existsSync(install), 20_000);
+    await reopened.close(); // mid-install
+    assert.ok(!existsSync(install), 'the unfinished copy is removed');
+    assert.equal(reopened.stats.snapshotsInstalled, 0);
+    stores[2] = await open(2);
+    await converged();
+    assert.equal(stores[2].stats.snapshotsInstalled, 1);
   });
 
   it('migrations may only be appended; a changed one is refused at open', async () => {

@@ -255,6 +255,8 @@ export class SqlStore<T extends AnyTransactions = AnyTransactions> extends Repli
   #lastNow = 0;
   #ctx: ApplyContext | null = null;
   #copying: Promise<unknown> = Promise.resolve();
+  #installing: Promise<unknown> = Promise.resolve();
+  #closing = false;
   #closed = false;
   readonly #stats: SqlStoreStats = {
     entriesApplied: 0, entriesSkipped: 0, snapshotsTaken: 0, snapshotsInstalled: 0, lastSnapshot: null, lastInstall: null,
@@ -407,9 +409,12 @@ export class SqlStore<T extends AnyTransactions = AnyTransactions> extends Repli
     return this.node.snapshot();
   }
   async close(): Promise<void> {
-    if (this.#closed) return;
+    if (this.#closing) return;
+    this.#closing = true;
     await this.node.close();
+    // A snapshot copy or install under way finishes first (an install stops before its swap).
     await this.#copying.catch(() => undefined);
+    await this.#installing.catch(() => undefined);
     this.#closed = true;
     this.#db?.close();
     this.#clock.close();
@@ -719,8 +724,14 @@ export class SqlStore<T extends AnyTransactions = AnyTransactions> extends Repli
 
   // Replaces the database with the snapshot's copy: the copy is made and fsynced beside it
   // while queries go on, then swapped in by one rename (a crash leaves the old or the new).
-  async #restore(reader: SnapshotReader): Promise<void> {
-    if (reader.index <= this.#applied) return; // the database holds all of it (a restart)
+  #restore(reader: SnapshotReader): Promise<void> {
+    if (reader.index <= this.#applied) return Promise.resolve(); // the database holds all of it (a restart)
+    const install = this.#install(reader);
+    this.#installing = install.catch(() => undefined);
+    return install;
+  }
+
+  async #install(reader: SnapshotReader): Promise<void> {
     const started = performance.now();
     await this.#copying;
     const install = `${this.#path}.install`;
@@ -734,6 +745,11 @@ export class SqlStore<T extends AnyTransactions = AnyTransactions> extends Repli
     const index = this.#indexOf(install);
     if (index < reader.index)
       throw new SqlError('ERR_SQL_BAD_SNAPSHOT', `snapshot ${reader.dir} holds index ${index}, less than its ${reader.index}`);
+    if (this.#closing) {
+      // Closed meanwhile: keep the old database; the next start installs the snapshot again.
+      rmSync(install, { force: true });
+      return;
+    }
     this.#db.close();
     rmSync(`${this.#path}-wal`, { force: true });
     rmSync(`${this.#path}-shm`, { force: true });
