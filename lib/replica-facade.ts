@@ -1,7 +1,8 @@
 // What Store and SqlStore share as wrappers of one RaftNode: its role, leader and status,
-// and its events passed on as the store's own.
+// its events passed on as the store's own, the catch-up `open` waits for, and the checks of
+// named transaction functions.
 import { EventEmitter } from 'node:events';
-import type { RaftError } from './errors.js';
+import { RaftError } from './errors.js';
 import type { Configuration, RaftNode, RaftStatus, Role } from './raft-node.js';
 
 /** The events every store passes on from its RaftNode. */
@@ -39,5 +40,37 @@ export abstract class ReplicaFacade<E extends ReplicaEvents & Record<keyof E, un
   }
   status(): RaftStatus {
     return this.node.status();
+  }
+}
+
+/**
+ * What Store.open and SqlStore.open wait for: a cluster replica that is a member has
+ * applied what its group had committed when it opened (a read barrier through the leader),
+ * so a restarted replica never shows an empty or stale state.
+ */
+export async function catchUpOnOpen(node: RaftNode<unknown>, timeoutMs: number): Promise<void> {
+  if (!node.status().member) return;
+  try {
+    await node.readBarrier({ timeoutMs });
+  } catch (e) {
+    throw e instanceof RaftError && e.code === 'ERR_RAFT_TIMEOUT'
+      ? new RaftError('ERR_RAFT_TIMEOUT', `replica ${node.id} could not catch up with its group within ${timeoutMs} ms ` +
+        '(is a majority of it running?); catchUpOnOpen: false opens it without waiting', { cause: e })
+      : e;
+  }
+}
+
+/**
+ * Named transactions must be synchronous functions: an await would let other transactions
+ * interleave with this one's changes, and the outcome would depend on timing (not
+ * replayable). `asyncError` makes the store's own error for an async one.
+ */
+export function checkTransactions(transactions: unknown, signature: string, asyncError: (message: string) => Error): void {
+  if (typeof transactions !== 'object' || transactions === null)
+    throw new RaftError('ERR_RAFT_BAD_CONFIG', 'transactions must be an object of named functions');
+  for (const [name, fn] of Object.entries(transactions)) {
+    if (typeof fn !== 'function') throw new RaftError('ERR_RAFT_BAD_CONFIG', `transactions.${name} must be a function ${signature}`);
+    if (fn.constructor.name === 'AsyncFunction' || fn.constructor.name === 'AsyncGeneratorFunction')
+      throw asyncError(`transactions.${name} is async; transactions must be synchronous`);
   }
 }

@@ -11,8 +11,7 @@ import { dirname, join } from 'node:path';
 import { deserialize, serialize } from 'node:v8';
 import { Worker } from 'node:worker_threads';
 import type BetterSqlite3 from 'better-sqlite3';
-import { catchUpOnOpen } from '../catch-up.js';
-import { ReplicaFacade, type ReplicaEvents } from '../replica-facade.js';
+import { ReplicaFacade, catchUpOnOpen, checkTransactions, type ReplicaEvents } from '../replica-facade.js';
 import { RaftError, SqlError, type SqlErrorCode } from '../errors.js';
 import {
   RaftNode, type Entry, type RaftNodeOptions, type SnapshotReader,
@@ -129,6 +128,10 @@ function isSqliteError(e: unknown): e is Error & { code: string } {
   return e instanceof Error && e.name === 'SqliteError' && typeof (e as { code?: unknown }).code === 'string';
 }
 
+function isMachineError(e: unknown): boolean {
+  return isSqliteError(e) && MACHINE_CODES.test(e.code);
+}
+
 function sqlCode(sqliteCode: string): SqlErrorCode {
   if (sqliteCode.startsWith('SQLITE_CONSTRAINT')) return 'ERR_SQL_CONSTRAINT';
   if (sqliteCode === 'SQLITE_MISMATCH') return 'ERR_SQL_MISMATCH';
@@ -234,9 +237,6 @@ class StatementCache {
     this.#map.set(sql, stmt);
     return stmt;
   }
-  clear(): void {
-    this.#map.clear();
-  }
 }
 
 export class SqlStore<T extends AnyTransactions = AnyTransactions> extends ReplicaFacade<SqlStoreEvents, Outcome> {
@@ -271,14 +271,7 @@ export class SqlStore<T extends AnyTransactions = AnyTransactions> extends Repli
     if (!Array.isArray(migrations) || migrations.some((m) => typeof m !== 'string'))
       throw new RaftError('ERR_RAFT_BAD_CONFIG', 'migrations must be an array of SQL strings');
     migrations.forEach((m, i) => checkStatement(m, `migrations[${i}]`, { multiple: true }));
-    if (typeof transactions !== 'object' || transactions === null)
-      throw new RaftError('ERR_RAFT_BAD_CONFIG', 'transactions must be an object of named functions');
-    for (const [name, fn] of Object.entries(transactions)) {
-      if (typeof fn !== 'function')
-        throw new RaftError('ERR_RAFT_BAD_CONFIG', `transactions.${name} must be a function (sql, args, ctx) => result`);
-      if (fn.constructor.name === 'AsyncFunction' || fn.constructor.name === 'AsyncGeneratorFunction')
-        throw new SqlError('ERR_SQL_BAD_TRANSACTION', `transactions.${name} is async; transactions must be synchronous`);
-    }
+    checkTransactions(transactions, '(sql, args, ctx) => result', (m) => new SqlError('ERR_SQL_BAD_TRANSACTION', m));
     if (!Number.isInteger(statementCacheSize) || statementCacheSize < 1)
       throw new RaftError('ERR_RAFT_BAD_CONFIG', `statementCacheSize must be a positive integer, got ${String(statementCacheSize)}`);
     if (typeof rest.dir !== 'string' || rest.dir === '') throw new RaftError('ERR_RAFT_BAD_CONFIG', 'dir is required');
@@ -521,6 +514,11 @@ export class SqlStore<T extends AnyTransactions = AnyTransactions> extends Repli
   // One SQLite transaction per batch of entries, each entry in a savepoint of its own (its
   // failure undoes only it), the applied index written last: all of it or none is durable.
   #applyBatch(entries: readonly Entry[]): Outcome[] {
+    // A restart hands over the log the database already holds: no transaction for that.
+    if (entries.length > 0 && entries[entries.length - 1]!.index <= this.#applied) {
+      this.#stats.entriesSkipped += entries.length;
+      return entries.map((e) => this.#skipped(e));
+    }
     const out: Outcome[] = [];
     const db = this.#db;
     let applied = this.#applied;
@@ -530,8 +528,7 @@ export class SqlStore<T extends AnyTransactions = AnyTransactions> extends Repli
     try {
       for (const e of entries) {
         if (e.index <= applied) {
-          // The database holds it already (a restart, or a snapshot copied after its index).
-          out.push({ ok: false, error: new RaftError('ERR_RAFT_RESULT_UNKNOWN', `entry ${e.index} reached this replica inside a snapshot`) });
+          out.push(this.#skipped(e));
           skipped++;
           continue;
         }
@@ -551,6 +548,12 @@ export class SqlStore<T extends AnyTransactions = AnyTransactions> extends Repli
     this.#stats.entriesApplied += entries.length - skipped;
     if (entries.length > skipped) this.emit('applied', applied);
     return out;
+  }
+
+  // An entry the database holds already (a restart, or a snapshot copied after its index):
+  // not run again, so its result here is unknown.
+  #skipped(e: Entry): Outcome {
+    return { ok: false, error: new RaftError('ERR_RAFT_RESULT_UNKNOWN', `entry ${e.index} reached this replica inside a snapshot`) };
   }
 
   #internal(sql: string): BetterSqlite3.Statement {
@@ -590,7 +593,7 @@ export class SqlStore<T extends AnyTransactions = AnyTransactions> extends Repli
       return { ok: true, value };
     } catch (error) {
       if (ctx.machineError !== undefined) throw ctx.machineError;
-      if (isSqliteError(error) && MACHINE_CODES.test(error.code)) throw error;
+      if (isMachineError(error)) throw error;
       this.#internal('ROLLBACK TO entry').run();
       this.#internal('RELEASE entry').run();
       return { ok: false, error };
@@ -648,7 +651,7 @@ export class SqlStore<T extends AnyTransactions = AnyTransactions> extends Repli
       }
       return mode === 'get' ? stmt.get(...args) : stmt.all(...args);
     } catch (e) {
-      if (isSqliteError(e) && MACHINE_CODES.test(e.code)) ctx.machineError ??= e;
+      if (isMachineError(e)) ctx.machineError ??= e;
       throw asSqlError(e, sql);
     }
   }
@@ -674,7 +677,7 @@ export class SqlStore<T extends AnyTransactions = AnyTransactions> extends Repli
       try {
         this.#db.exec(sql);
       } catch (err) {
-        if (isSqliteError(err) && MACHINE_CODES.test(err.code)) this.#ctx!.machineError ??= err;
+        if (isMachineError(err)) this.#ctx!.machineError ??= err;
         throw asSqlError(err, sql);
       }
       this.#db.prepare('INSERT INTO _raftstore_migrations (version, sql) VALUES (?, ?)').run(version, sql);

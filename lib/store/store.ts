@@ -10,8 +10,7 @@ import {
   RaftNode, type Entry, type RaftNodeOptions, type SnapshotReader,
   type SnapshotWriter, type StateMachine,
 } from '../raft-node.js';
-import { catchUpOnOpen } from '../catch-up.js';
-import { ReplicaFacade, type ReplicaEvents } from '../replica-facade.js';
+import { ReplicaFacade, catchUpOnOpen, checkTransactions, type ReplicaEvents } from '../replica-facade.js';
 import { seededRandom } from '../seeded-random.js';
 import { Objects, Transaction, View, type AnyStoreClass, type StoreClass, type Stored } from './objects.js';
 
@@ -126,16 +125,7 @@ export class Store<T extends Record<string, TransactionFn<never, unknown>> = Rec
     this.#importFrom = importFrom;
     this.#classes = classes;
     const port = givenPort ?? (standalone ? 0 : undefined);
-    if (typeof transactions !== 'object' || transactions === null)
-      throw new RaftError('ERR_RAFT_BAD_CONFIG', 'transactions must be an object of named functions');
-    for (const [name, fn] of Object.entries(transactions)) {
-      if (typeof fn !== 'function')
-        throw new RaftError('ERR_RAFT_BAD_CONFIG', `transactions.${name} must be a function (tx, args, ctx) => result`);
-      // An await would let other transactions interleave with this one's changes, and the
-      // outcome would depend on timing: not replayable.
-      if (fn.constructor.name === 'AsyncFunction' || fn.constructor.name === 'AsyncGeneratorFunction')
-        throw new StoreError('ERR_STORE_BAD_TRANSACTION', `transactions.${name} is async; transactions must be synchronous`);
-    }
+    checkTransactions(transactions, '(tx, args, ctx) => result', (m) => new StoreError('ERR_STORE_BAD_TRANSACTION', m));
     if (!Array.isArray(classes)) throw new RaftError('ERR_RAFT_BAD_CONFIG', 'classes must be an array of classes');
     if (typeof standalone !== 'boolean') throw new RaftError('ERR_RAFT_BAD_CONFIG', 'standalone must be a boolean');
     this.#transactions = transactions;
