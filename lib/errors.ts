@@ -124,3 +124,40 @@ export class SqlError extends Error {
     if (options.statementIndex !== undefined) this.statementIndex = options.statementIndex;
   }
 }
+
+export type KvErrorCode =
+  /** A key, value, transaction or request over its limit (`limit` says which). */
+  | 'ERR_KV_TOO_LARGE'
+  | 'ERR_KV_BAD_ARGUMENT'
+  /** The revision asked for was compacted (`compactRevision` is the oldest readable). */
+  | 'ERR_KV_COMPACTED'
+  /** A revision ahead of this replica's. */
+  | 'ERR_KV_FUTURE_REVISION'
+  /** The lease expired or was revoked (or never existed). */
+  | 'ERR_KV_LEASE_NOT_FOUND'
+  /** The watch ended because its store closed. */
+  | 'ERR_KV_WATCH_CANCELLED'
+  | 'ERR_KV_BAD_ENTRY'
+  | 'ERR_KV_BAD_SNAPSHOT'
+  /** lmdb is not installed (or does not load on this machine). */
+  | 'ERR_KV_DEPENDENCY';
+
+export interface KvErrorOptions {
+  limit?: number;
+  compactRevision?: number;
+  cause?: unknown;
+}
+
+/** A KvStore request was refused or failed: by its rules, the same way on every replica. */
+export class KvError extends Error {
+  readonly code: KvErrorCode;
+  readonly limit?: number;
+  readonly compactRevision?: number;
+  constructor(code: KvErrorCode, message: string, options: KvErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'KvError';
+    this.code = code;
+    if (options.limit !== undefined) this.limit = options.limit;
+    if (options.compactRevision !== undefined) this.compactRevision = options.compactRevision;
+  }
+}

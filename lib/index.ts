@@ -21,3 +21,11 @@ export type {
   SqlStatement, SqlQueryOptions, SqlWriteOptions,
 } from './sql/sql-store.js';
 export type { ReplicaEvents } from './replica-facade.js';
+export { KvError } from './errors.js';
+export type { KvErrorCode, KvErrorOptions } from './errors.js';
+export { KvStore } from './kv/kv-store.js';
+export type {
+  KvStoreOptions, KvStoreEvents, KvStoreStats, KvSnapshotEvent, KvKey, KvValue, KvEncoding, KeyValue, LeaseId, LeaseInfo,
+  RangeSelector, KvConsistency, KvReadOptions, KvRangeOptions, RangeResult, KvWriteOptions, PutOptions, Compare, CompareOp,
+  Txn, TxnOp, TxnOpResult, TxnResult, KvEvent, WatchOptions,
+} from './kv/kv-store.js';
