@@ -29,15 +29,15 @@
 // raftstore|etcd|cpp (or a comma-separated list), --no-failover, --trials N (failover runs
 // per system and timeout, default 3), --timeouts 1000,100.
 // Ports: raftstore and C++ replicas in 14000-14999, etcd in 15000-15999.
-import { spawn, execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import {
   CounterCluster, ReplicaCluster, buildPackage, buildRelease, cleanup, counterClient, counterServer, live, numericOption,
   portAllocator, root, sleep,
 } from './lib.mjs';
 import { closedLoop, now, outageAround } from './load.mjs';
+import { EtcdCluster, etcdBin, etcdPortAllocator, loadEtcd } from './etcd.mjs';
 
 // ---------------------------------------------------------------------------------------
 // Options
@@ -68,15 +68,9 @@ if (seconds < 1 || levels.some((n) => n < 1) || trials < 1) {
 const FAILOVER_CONCURRENCY = 8;
 const KILL_AFTER_MS = 2000;
 const OP_TIMEOUT_MS = 5000; // per propose / per put, for every Node client
-const etcdTimeouts = { 1000: { heartbeat: 100, election: 1000 }, 100: { heartbeat: 10, election: 100 } };
-const etcdSettings = (t) => etcdTimeouts[t] ?? { heartbeat: Math.max(1, Math.round(t / 10)), election: t };
 
 const raftPorts = portAllocator(14000, 14999);
-const nextEtcdPorts = portAllocator(15000, 15999, 6);
-const etcdPorts = () => {
-  const p = nextEtcdPorts();
-  return [0, 1, 2].map((i) => ({ client: p[2 * i], peer: p[2 * i + 1] }));
-};
+const etcdPorts = etcdPortAllocator(15000, 15999);
 
 // ---------------------------------------------------------------------------------------
 // raftstore: three replica processes, driven over IPC
@@ -92,107 +86,6 @@ class RaftCluster extends ReplicaCluster {
   }
   async start(port) {
     await this.fork(port).ready;
-  }
-}
-
-// ---------------------------------------------------------------------------------------
-// etcd: three members of Debian's etcd-server, the etcd3 npm client
-
-const etcdBin = ['/usr/bin/etcd', '/usr/local/bin/etcd'].find((p) => existsSync(p)) ??
-  (() => {
-    try {
-      return execFileSync('sh', ['-c', 'command -v etcd'], { encoding: 'utf8' }).trim() || null;
-    } catch {
-      return null;
-    }
-  })();
-let Etcd3;
-
-class EtcdCluster {
-  constructor(electionTimeoutMs) {
-    const { heartbeat, election } = etcdSettings(electionTimeoutMs);
-    this.heartbeat = heartbeat;
-    this.election = election;
-    this.dir = mkdtempSync(join(tmpdir(), 'bench-node-etcd-'));
-    this.token = `bench-node-${process.pid}-${Math.floor(Math.random() * 1e9)}`;
-    this.members = etcdPorts().map((p, i) => ({ name: `m${i}`, ...p, child: null, log: '' }));
-    this.initial = this.members.map((m) => `${m.name}=http://127.0.0.1:${m.peer}`).join(',');
-    this.hosts = this.members.map((m) => `http://127.0.0.1:${m.client}`);
-    live.add(this);
-    for (let i = 0; i < 3; i++) this.start(i);
-  }
-  start(i) {
-    const m = this.members[i];
-    m.log = '';
-    m.child = spawn(etcdBin, [
-      `--name=${m.name}`, `--data-dir=${join(this.dir, m.name)}`,
-      `--listen-client-urls=http://127.0.0.1:${m.client}`, `--advertise-client-urls=http://127.0.0.1:${m.client}`,
-      `--listen-peer-urls=http://127.0.0.1:${m.peer}`, `--initial-advertise-peer-urls=http://127.0.0.1:${m.peer}`,
-      `--initial-cluster=${this.initial}`, `--initial-cluster-token=${this.token}`, '--initial-cluster-state=new',
-      `--heartbeat-interval=${this.heartbeat}`, `--election-timeout=${this.election}`,
-      '--logger=zap', '--log-outputs=stderr', '--log-level=error',
-    ], { stdio: ['ignore', 'ignore', 'pipe'] });
-    m.child.stderr.setEncoding('utf8');
-    m.child.stderr.on('data', (d) => {
-      m.log = (m.log + d).slice(-4000);
-    });
-  }
-  // Each member's Maintenance.Status through etcd's JSON gateway (who it is, whom it
-  // follows), or null if it does not answer within 500 ms.
-  status() {
-    return Promise.all(this.members.map(async (m) => {
-      try {
-        const res = await fetch(`http://127.0.0.1:${m.client}/v3/maintenance/status`,
-          { method: 'POST', body: '{}', signal: AbortSignal.timeout(500) });
-        return res.ok ? await res.json() : null;
-      } catch {
-        return null;
-      }
-    }));
-  }
-  // The index of the member that every live member names as leader.
-  async leader() {
-    for (let i = 0; i < 400; i++) {
-      const st = await this.status();
-      const ids = st.map((s) => s?.header?.member_id);
-      const leaders = new Set(st.filter((s) => s?.leader && s.leader !== '0').map((s) => s.leader));
-      if (leaders.size === 1) {
-        const idx = ids.indexOf([...leaders][0]);
-        if (idx >= 0) {
-          this.leaderId = ids[idx];
-          return idx;
-        }
-      }
-      await sleep(25);
-    }
-    const logs = this.members.map((m) => `${m.name}: ${m.log.trim().split('\n').slice(-3).join('\n')}`).join('\n');
-    throw new Error(`etcd: no leader within 10 s\n${logs}`);
-  }
-  // Waits until every member answers status and names the same leader.
-  async healthy() {
-    for (let i = 0; i < 400; i++) {
-      const st = await this.status();
-      if (st.every((s) => s?.leader && s.leader !== '0' && s.leader === st[0].leader)) return;
-      await sleep(25);
-    }
-    throw new Error('etcd: members not all up within 10 s');
-  }
-  // What a Node application would construct: the etcd3 defaults (every call on a randomly
-  // picked member, three retries, a circuit breaker per member), plus a per-call deadline
-  // equal to raftstore's proposal timeout here.
-  client() {
-    return new Etcd3({
-      hosts: this.hosts,
-      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + OP_TIMEOUT_MS }),
-    });
-  }
-  kill(i) {
-    this.members[i].child?.kill('SIGKILL');
-  }
-  stop() {
-    for (const m of this.members) m.child?.kill('SIGKILL');
-    rmSync(this.dir, { recursive: true, force: true });
-    live.delete(this);
   }
 }
 
@@ -235,8 +128,7 @@ if (systems.includes('etcd')) {
     skipped.push('etcd (no etcd binary: `bash scripts/setup.sh` installs Debian\'s etcd-server)');
   } else {
     try {
-      ({ Etcd3 } = await import('etcd3'));
-      etcdVersion = /etcd Version: (\S+)/.exec(execFileSync(etcdBin, ['--version'], { encoding: 'utf8' }))?.[1] ?? '?';
+      etcdVersion = await loadEtcd();
     } catch (e) {
       skipped.push(`etcd (${e.message}; \`npm ci\` installs the etcd3 client)`);
     }
@@ -311,7 +203,7 @@ try {
 
   // ---- etcd throughput
   if (runEtcd) {
-    const c = new EtcdCluster(1000);
+    const c = new EtcdCluster(1000, etcdPorts(), OP_TIMEOUT_MS);
     console.log(`\netcd ${etcdVersion} (3 members, heartbeat ${c.heartbeat} ms, election timeout ${c.election} ms, ` +
       'default fsync; etcd3 client in this process)');
     try {
@@ -378,7 +270,7 @@ try {
       console.log(`\netcd failover: ${FAILOVER_CONCURRENCY} writers through one etcd3 client in this process, ` +
         `the leader member SIGKILLed after ${KILL_AFTER_MS} ms`);
       for (const t of timeouts) {
-        const c = new EtcdCluster(t);
+        const c = new EtcdCluster(t, etcdPorts(), OP_TIMEOUT_MS);
         const runs = [];
         try {
           await c.healthy();

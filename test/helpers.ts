@@ -79,7 +79,7 @@ export class ChildReplica {
     this.child = fork(this.fixture, this.args, { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     this.#waiting.clear();
     await new Promise<void>((resolve, reject) => {
-      this.child.once('exit', (code) => reject(new Error(`replica ${this.port} exited (${code})`)));
+      this.child.once('exit', (code, signal) => reject(new Error(`replica ${this.port} exited (${code ?? signal})`)));
       this.child.on('message', (m: { ready?: boolean; id?: number } & ChildReply) => {
         if (m.ready) return resolve();
         const done = m.id === undefined ? undefined : this.#waiting.get(m.id);
@@ -95,12 +95,18 @@ export class ChildReplica {
       this.#waiting.clear();
     });
   }
-  call(op: string, extra: Record<string, number> = {}): Promise<ChildReply> {
+  call(op: string, extra: Record<string, unknown> = {}): Promise<ChildReply> {
     const id = this.#next++;
     return new Promise((resolve) => {
       this.#waiting.set(id, resolve);
-      if (!this.child.connected) return resolve({ ok: false, code: 'EXITED', message: 'not connected' });
-      this.child.send({ id, op, ...extra });
+      const gone = (): void => {
+        this.#waiting.delete(id);
+        resolve({ ok: false, code: 'EXITED', message: 'not connected' });
+      };
+      if (!this.child.connected) return gone();
+      this.child.send({ id, op, ...extra }, (err) => {
+        if (err) gone();
+      });
     });
   }
   kill(): void {

@@ -151,6 +151,7 @@ describe('KvStore', function () {
     // Compaction: past revisions and watches from them refused, the state at it kept.
     await stores[0]!.compact(30);
     await assert.rejects(stores[0]!.get('w/3', { revision: 29 }), code('ERR_KV_COMPACTED'));
+    await stores[2]!.get('w/3'); // a read barrier: replica 2 applied the compaction too
     await assert.rejects(stores[2]!.watch('w/3', { fromRevision: 29 }).next(), (e: unknown) => e instanceof KvError && e.compactRevision === 30);
     assert.equal((await stores[2]!.get('w/4', { revision: 30 }))?.value, '29');
     assert.equal((await stores[2]!.get('w/3', { revision: 30 }))?.value, '28');
@@ -207,6 +208,39 @@ describe('KvStore', function () {
     assert.ok(stores[0].stats.entriesApplied <= 1, `${stores[0].stats.entriesApplied} entries run again`);
     assert.ok(stores[0].stats.entriesSkipped > 0 && stores[0].stats.entriesSkipped <= applied);
     assert.equal((await stores[0].get('k/5'))!.value, (await stores[2].get('k/5'))!.value);
+    await converged();
+  });
+
+  it('after a machine crash (another boot id, not closed cleanly) rebuilds its store from its snapshot and log', async () => {
+    for (let i = 0; i < 100; i++) await stores[i % 3]!.put(`m/${i % 10}`, `v${i}`);
+    await stores[2]!.get('m/1'); // it applied everything
+    await stores[2]!.snapshot();
+    for (let i = 0; i < 30; i++) await stores[0]!.put(`m/${i % 10}`, `w${i}`);
+    await until('replica 2 applied everything', () => stores[2]!.appliedIndex === stores[0]!.appliedIndex);
+    const before = stores[2]!.checksum();
+    await stores[2]!.close();
+    // As if the machine had gone down with the store open: no clean-close mark, another boot.
+    rmSync(join(base, '2', 'kv', 'closed_cleanly'));
+    process.env['RAFTSTORE_TEST_BOOT_ID'] = 'another-boot';
+    try {
+      stores[2] = await open(2, { catchUpOnOpen: false });
+    } finally {
+      delete process.env['RAFTSTORE_TEST_BOOT_ID'];
+    }
+    assert.equal(stores[2].stats.discardedAfterMachineCrash, true);
+    await until('it applied its log again', () => stores[2]!.appliedIndex === stores[0]!.appliedIndex);
+    assert.equal(stores[2].stats.snapshotsInstalled, 1, 'its own snapshot');
+    assert.ok(stores[2].stats.entriesApplied >= 30, 'and the log after it');
+    assert.equal(stores[2].checksum(), before);
+    // The same boot again: trusted.
+    await stores[2].close();
+    process.env['RAFTSTORE_TEST_BOOT_ID'] = 'another-boot';
+    try {
+      stores[2] = await open(2);
+    } finally {
+      delete process.env['RAFTSTORE_TEST_BOOT_ID'];
+    }
+    assert.equal(stores[2].stats.discardedAfterMachineCrash, false);
     await converged();
   });
 });

@@ -5,7 +5,7 @@
 // records the applied index, so a restart resumes from the store without replay, and a
 // snapshot is a consistent copy of it. docs/kv-store.md has the layout and the arguments.
 import { createHash } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, statSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { copyFile, open as openFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -158,6 +158,9 @@ export interface KvStoreStats {
   leasesExpired: number;
   /** Watches open now. */
   watchers: number;
+  /** This open found the store possibly torn by a machine crash and rebuilt it from the
+   * replica's snapshot and log. */
+  discardedAfterMachineCrash: boolean;
 }
 
 export interface KvStoreEvents extends ReplicaEvents {
@@ -268,6 +271,23 @@ function deferred(): { promise: Promise<void>; resolve: () => void } {
   return { promise, resolve };
 }
 
+// This boot of the machine, or null where the kernel does not say (not Linux).
+function bootId(): string | null {
+  const forTests = process.env['RAFTSTORE_TEST_BOOT_ID'];
+  if (forTests) return forTests; // test/kv-store.test.ts plays a machine crash with it
+  try {
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || null;
+  } catch {
+    return null;
+  }
+}
+
+function writeDurably(path: string, text: string): void {
+  writeFileSync(path, text);
+  fsyncPath(path);
+  fsyncPath(dirname(path));
+}
+
 function fsyncPath(path: string): void {
   const fd = openSync(path, 'r');
   try {
@@ -320,9 +340,10 @@ export class KvStore<E extends KvEncoding = 'utf8'> extends ReplicaFacade<KvStor
   #installing: Promise<unknown> = Promise.resolve();
   #closing = false;
   #closed = false;
+  #noSync = false;
   readonly #stats: KvStoreStats = {
     entriesApplied: 0, entriesSkipped: 0, snapshotsTaken: 0, snapshotsInstalled: 0,
-    lastSnapshot: null, lastInstall: null, leasesExpired: 0, watchers: 0,
+    lastSnapshot: null, lastInstall: null, leasesExpired: 0, watchers: 0, discardedAfterMachineCrash: false,
   };
 
   private constructor(options: KvStoreOptions<E>) {
@@ -496,7 +517,16 @@ export class KvStore<E extends KvEncoding = 'utf8'> extends ReplicaFacade<KvStor
     await this.#installing.catch(() => undefined);
     this.#closed = true;
     this.#wake();
-    await this.#db?.env.close();
+    if (!this.#db) return;
+    // Flushed, then marked closed cleanly: the next start trusts it whatever happens between.
+    try {
+      if (this.#noSync) {
+        await this.#flush();
+        writeDurably(join(dirname(this.#path), 'closed_cleanly'), '');
+      }
+    } finally {
+      await this.#db.env.close();
+    }
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -719,15 +749,36 @@ export class KvStore<E extends KvEncoding = 'utf8'> extends ReplicaFacade<KvStor
 
   // --- the store on disk -----------------------------------------------------------------
 
+  // Commits are not fsynced (LMDB's noSync): the store is derived state, and the log,
+  // fsynced on a majority before anything is applied, vouches for every acknowledged write.
+  // A process crash loses nothing (the page cache has every commit); a machine crash may
+  // leave the file torn, so a store that was open, not cleanly closed, when the machine went
+  // down (another boot id) is discarded, and the replica rebuilds it from its own snapshot
+  // (fsynced by the engine) and its log. Where no boot id is known, each commit is flushed
+  // (overlappingSync), keeping the file consistent. docs/kv-store.md has the argument.
   #openDatabase(): void {
-    mkdirSync(dirname(this.#path), { recursive: true });
+    const dir = dirname(this.#path);
+    mkdirSync(dir, { recursive: true });
     rmSync(`${this.#path}.install`, { force: true }); // an install cut short by a crash
     rmSync(`${this.#path}.install-lock`, { force: true });
-    // overlappingSync (lmdb-js's default here): a commit is visible at once and flushed
-    // after, keeping the file consistent if the machine fails; the log, fsynced on a
-    // majority before anything is applied, vouches for what the flush has not reached yet
-    // (docs/kv-store.md).
-    const env = this.#lmdb.open({ path: this.#path, maxDbs: 12, overlappingSync: true });
+    const boot = bootId();
+    this.#noSync = boot !== null;
+    if (boot !== null) {
+      const bootFile = join(dir, 'boot_id');
+      const cleanFile = join(dir, 'closed_cleanly');
+      const last = existsSync(bootFile) ? readFileSync(bootFile, 'utf8') : null;
+      if (last !== null && last !== boot && !existsSync(cleanFile) && existsSync(this.#path)) {
+        rmSync(this.#path, { force: true });
+        rmSync(`${this.#path}-lock`, { force: true });
+        this.#stats.discardedAfterMachineCrash = true;
+      }
+      if (last !== boot) writeDurably(bootFile, boot);
+      if (existsSync(cleanFile)) {
+        rmSync(cleanFile);
+        fsyncPath(dir);
+      }
+    }
+    const env = this.#lmdb.open({ path: this.#path, maxDbs: 12, ...(this.#noSync ? { noSync: true, overlappingSync: false } : { overlappingSync: true }) });
     const bin = { keyEncoding: 'binary', encoding: 'binary' } as const;
     const db: Dbs = {
       env,
@@ -752,6 +803,14 @@ export class KvStore<E extends KvEncoding = 'utf8'> extends ReplicaFacade<KvStor
     this.#state = { ...state };
     this.#leases = new Map();
     for (const { key, value } of db.leases.getRange({})) this.#leases.set(key, { ...value });
+  }
+
+  // Everything committed so far on the disk.
+  #flush(): Promise<void> {
+    const env = this.#db.env;
+    if (!this.#noSync) return Promise.resolve(env.flushed).then(() => undefined);
+    const syncable = env as unknown as { sync(done: (e?: Error) => void): void }; // lmdb-js has it, its types do not
+    return new Promise((resolve, reject) => syncable.sync((e) => (e ? reject(e) : resolve())));
   }
 
   // --- applying --------------------------------------------------------------------------
@@ -1076,9 +1135,10 @@ export class KvStore<E extends KvEncoding = 'utf8'> extends ReplicaFacade<KvStor
     const env = this.#db.env;
     // LMDB's own copy: one read transaction, a consistent cut, on a thread of its own, while
     // applies go on. The store is flushed first: the engine drops the log below the
-    // snapshot once it is published, so the store must not fall back below it.
+    // snapshot once it is published, so the store must not fall back below it (and after a
+    // machine crash it is rebuilt from this snapshot in any case).
     const copy = (async () => {
-      await env.flushed;
+      await this.#flush();
       await env.backup(target, true);
       const info = { index: this.#indexOf(target), durationMs: performance.now() - started, bytes: statSync(target).size };
       this.#stats.snapshotsTaken++;
