@@ -54,29 +54,6 @@ class KvCluster extends ReplicaCluster {
     super(replicaFile, 'bench-kv-', p.slice(0, 3), ELECTION_TIMEOUT_MS);
     this.spare = p[3];
   }
-  async startAll() {
-    await Promise.all(this.ports.map((p) => this.start(p).ready));
-  }
-  start(port, until, conf = this.conf) {
-    const forkedAt = now();
-    let caughtUp;
-    const caught = new Promise((resolve, reject) => {
-      caughtUp = { resolve, reject };
-    });
-    caught.catch(() => {});
-    const r = this.fork(port, until === undefined ? [] : [String(until)], (m) => m.caughtUp && caughtUp.resolve(m.caughtUp),
-      (e) => caughtUp.reject(e), conf);
-    return { ...r, forkedAt, caughtUp: caught, ready: r.ready.then((m) => m.times) };
-  }
-  async converged(index, ms = 1_800_000) {
-    const end = Date.now() + ms;
-    for (;;) {
-      const st = await Promise.all([...this.replicas.keys()].filter((p) => this.running(p)).map((p) => this.call(p, 'status').catch(() => null)));
-      if (st.every((s) => s && s.applied >= index)) return st;
-      if (Date.now() > end) throw new Error(`replicas did not reach ${index}`);
-      await sleep(100);
-    }
-  }
 }
 
 const f3 = (x) => (Number.isFinite(x) ? x.toFixed(3) : '-');
@@ -303,7 +280,7 @@ try {
       await c.startAll();
       const leader = await c.leader();
       const filled = await c.call(leader, 'fill', { keys: bigKeys, batch: 5000, concurrency: 4 });
-      const st = await c.converged(filled.applied);
+      const st = await c.converged(filled.applied, 1_800_000);
       const ls = await c.call(leader, 'status');
       console.log(`  loaded in ${fInt(filled.ms / 1000)} s (${fInt(bigKeys / (filled.ms / 1000))} keys/s), revision ${filled.revision}; ` +
         `store ${mib(ls.bytes)} MiB; leader process RSS ${mib(ls.memory.rss)} MiB, heap used ${mib(ls.memory.heapUsed)} MiB ` +

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { now } from './load.mjs';
 
 export const root = fileURLToPath(new URL('..', import.meta.url));
 export const counterServer = join(root, 'build/release/raftstore-counter-server');
@@ -168,6 +169,33 @@ export class ReplicaCluster {
     });
     this.replicas.set(port, r);
     return r;
+  }
+  /** Forks a replica of a store bench (sql, kv): `until`, an index to report `caughtUp`
+   *  at ({at, applied, stats, ...}); `conf` '' for a new peer. `ready` resolves with the
+   *  replica's times ({loaded, open}). */
+  start(port, until, conf = this.conf) {
+    const forkedAt = now();
+    let caughtUp;
+    const caught = new Promise((resolve, reject) => {
+      caughtUp = { resolve, reject };
+    });
+    caught.catch(() => {});
+    const r = this.fork(port, until === undefined ? [] : [String(until)], (m) => m.caughtUp && caughtUp.resolve(m.caughtUp),
+      (e) => caughtUp.reject(e), conf);
+    return { ...r, forkedAt, caughtUp: caught, ready: r.ready.then((m) => m.times) };
+  }
+  async startAll() {
+    await Promise.all(this.ports.map((p) => this.start(p).ready));
+  }
+  /** Resolves with every running replica's status once each applied `index`. */
+  async converged(index, ms = 600_000) {
+    const end = Date.now() + ms;
+    for (;;) {
+      const st = await Promise.all([...this.replicas.keys()].filter((p) => this.running(p)).map((p) => this.call(p, 'status').catch(() => null)));
+      if (st.every((s) => s && s.applied >= index)) return st;
+      if (Date.now() > end) throw new Error(`replicas did not reach ${index}: ${JSON.stringify(st)}`);
+      await sleep(50);
+    }
   }
   running(port) {
     const c = this.replicas.get(port)?.child;

@@ -47,30 +47,6 @@ class SqlCluster extends ReplicaCluster {
     super(replicaFile, 'bench-sql-', p.slice(0, 3), ELECTION_TIMEOUT_MS);
     this.spare = p[3];
   }
-  async startAll() {
-    await Promise.all(this.ports.map((p) => this.start(p).ready));
-  }
-  // `until`: report when that index is applied; `conf` '' for a new peer.
-  start(port, until, conf = this.conf) {
-    const forkedAt = now();
-    let caughtUp;
-    const caught = new Promise((resolve, reject) => {
-      caughtUp = { resolve, reject };
-    });
-    caught.catch(() => {});
-    const r = this.fork(port, until === undefined ? [] : [String(until)], (m) => m.caughtUp && caughtUp.resolve(m.caughtUp),
-      (e) => caughtUp.reject(e), conf);
-    return { ...r, forkedAt, caughtUp: caught, ready: r.ready.then((m) => m.times) };
-  }
-  async converged(index, ms = 600_000) {
-    const end = Date.now() + ms;
-    for (;;) {
-      const st = await Promise.all([...this.replicas.keys()].filter((p) => this.running(p)).map((p) => this.call(p, 'status').catch(() => null)));
-      if (st.every((s) => s && s.applied >= index)) return st;
-      if (Date.now() > end) throw new Error(`replicas did not reach ${index}: ${JSON.stringify(st)}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
 }
 
 const f3 = (x) => (Number.isFinite(x) ? x.toFixed(3) : '-');

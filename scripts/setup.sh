@@ -14,7 +14,7 @@ if [[ ${1:-} == --tests ]]; then
   packages+=(libgtest-dev clang-format
     clang-14 libclang-rt-14-dev  # clang only for the libFuzzer target
     g++-aarch64-linux-gnu qemu-user debootstrap curl xz-utils  # the prebuilds (scripts/prebuild/)
-    etcd-server)  # only for `npm run bench:node` (etcd as the comparison); no test uses it
+    etcd-server)  # only for `npm run bench:node` and `bench:kv` (etcd as the comparison); no test uses it
 elif [[ -n ${1:-} ]]; then
   echo "setup: unexpected argument '$1' (usage: bash scripts/setup.sh [--tests])" >&2
   exit 2

@@ -113,3 +113,19 @@ export class ChildReplica {
     this.child.kill('SIGKILL');
   }
 }
+
+/** Each child replica's `status` reply (the fixtures' status has applied and commitIndex). */
+export async function childStatuses<S>(replicas: readonly ChildReplica[]): Promise<S[]> {
+  return Promise.all(replicas.map(async (r) => ((await r.call('status')) as { result: S }).result));
+}
+
+/** Waits until every child replica applied its group's last commit; their statuses then. */
+export async function childrenCaughtUp<S extends { applied: number; commitIndex: number }>(
+  replicas: readonly ChildReplica[], ms = 60_000): Promise<S[]> {
+  await eventually('every replica caught up', async () => {
+    const s = await childStatuses<S>(replicas);
+    const top = Math.max(...s.map((x) => x.commitIndex));
+    return s.every((x) => x.applied >= top && x.commitIndex === top) ? true : undefined;
+  }, ms);
+  return childStatuses<S>(replicas);
+}

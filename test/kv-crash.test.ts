@@ -13,7 +13,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ChildReplica, eventually, portBlock, sleep, type ChildReply } from './helpers.js';
+import { ChildReplica, childStatuses, childrenCaughtUp, eventually, portBlock, sleep, type ChildReply } from './helpers.js';
 import { seededRandom } from '../lib/seeded-random.js';
 import { checkLinearizable, type HistoryOp, type KvOp, type KvResult } from './linearizability.js';
 
@@ -157,14 +157,8 @@ describe('KvStore (three processes, SIGKILL)', function () {
       .map((x) => (x.ok ? (x.result as Status).revision : 0)));
     await sleep(2500); // the last leases let go expire
 
-    const statuses = async (): Promise<Status[]> =>
-      Promise.all(replicas.map(async (r) => ((await r.call('status')) as { result: Status }).result));
-    await eventually('every replica caught up', async () => {
-      const s = await statuses();
-      const top = Math.max(...s.map((x) => x.commitIndex));
-      return s.every((x) => x.applied >= top && x.commitIndex === top) ? true : undefined;
-    }, 60_000);
-    const s = await statuses();
+    await childrenCaughtUp<Status>(replicas);
+    const s = await childStatuses<Status>(replicas);
     assert.equal(new Set(s.map((x) => x.revision)).size, 1, `revisions differ: ${s.map((x) => x.revision).join(' ')}`);
     const sums = await Promise.all(replicas.map(async (r) => ((await r.call('checksum')) as { result: string }).result));
     assert.equal(new Set(sums).size, 1, `stores differ: ${sums.join(' ')}`);

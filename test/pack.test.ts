@@ -29,7 +29,7 @@ describe('npm pack', function () {
     npm(['install', '--prefer-offline', '--no-audit', '--no-fund', join(dir, tarball)], app);
     assert.ok(!existsSync(join(app, 'node_modules/raftstore/build')), 'installed from the prebuild, not compiled');
     // The source-build tools are optional peers: a user's install does not download them.
-    for (const tool of ['cmake-js', 'node-addon-api', 'better-sqlite3']) {
+    for (const tool of ['cmake-js', 'node-addon-api', 'better-sqlite3', 'lmdb']) {
       assert.ok(!existsSync(join(app, 'node_modules', tool)), `${tool} was installed`);
     }
     writeFileSync(join(app, 'main.mjs'), `
@@ -55,10 +55,13 @@ describe('npm pack', function () {
       const { SqlStore } = await import('raftstore');
       try { await SqlStore.open({ group: 'sql', config: '127.0.0.1:${PORT}:0', port: ${PORT}, dir: 'sqldata' }); }
       catch (e) { console.log(e.code); }
+      const { KvStore } = await import('raftstore');
+      try { await KvStore.open({ group: 'kv', config: '127.0.0.1:${PORT}:0', port: ${PORT}, dir: 'kvdata' }); }
+      catch (e) { console.log(e.code); }
       // No process.exit: a closed node must not keep the process alive.
     `);
     const out = execFileSync(process.execPath, ['main.mjs'], { cwd: app, encoding: 'utf8', timeout: 30_000 });
-    assert.equal(out, `result 41 42\nleader 127.0.0.1:${PORT}:0:0\nERR_RAFT_BAD_CONFIG\nERR_SQL_DEPENDENCY\n`);
+    assert.equal(out, `result 41 42\nleader 127.0.0.1:${PORT}:0:0\nERR_RAFT_BAD_CONFIG\nERR_SQL_DEPENDENCY\nERR_KV_DEPENDENCY\n`);
   });
 });
 

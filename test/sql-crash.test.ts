@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ChildReplica, eventually, portBlock, sleep } from './helpers.js';
+import { ChildReplica, childStatuses, childrenCaughtUp, portBlock, sleep } from './helpers.js';
 import { seededRandom } from '../lib/seeded-random.js';
 
 const fixture = fileURLToPath(new URL('./fixtures/sql-replica.ts', import.meta.url));
@@ -78,18 +78,12 @@ describe('SqlStore (three processes, SIGKILL)', function () {
     assert.ok((codes.get('ERR_SQL_CONSTRAINT') ?? 0) > 0, 'constraint failures happened (UNIQUE and CHECK)');
 
     // Every replica applies everything, then all databases are equal.
-    const statuses = async (): Promise<Status[]> =>
-      Promise.all(replicas.map(async (r) => ((await r.call('status')) as { result: Status }).result));
-    await eventually('every replica caught up', async () => {
-      const s = await statuses();
-      const top = Math.max(...s.map((x) => x.commitIndex));
-      return s.every((x) => x.applied >= top && x.commitIndex === top) ? true : undefined;
-    }, 60_000);
+    await childrenCaughtUp<Status>(replicas);
     const sums = await Promise.all(replicas.map(async (r) => (await r.call('checksum') as { result: string }).result));
     assert.equal(new Set(sums).size, 1, `databases differ: ${sums.join(' ')}`);
     const totals = await Promise.all(replicas.map(async (r) => (await r.call('sum') as { result: { n: number; total: number } }).result));
     for (const t of totals) assert.equal(t.total, 100 * t.n, 'transfers kept the total (no half-applied entry)');
-    const s = await statuses();
+    const s = await childStatuses<Status>(replicas);
     assert.ok(s.some((x) => x.snapshotIndex > 0), 'snapshots were taken');
     for (const r of replicas) await countInstalls(r);
     assert.ok(installs > 0, 'a restarted replica installed a snapshot');

@@ -5,8 +5,8 @@
 // records the applied index, so a restart resumes from the store without replay, and a
 // snapshot is a consistent copy of it. docs/kv-store.md has the layout and the arguments.
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { copyFile, open as openFile } from 'node:fs/promises';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { copyDurably, fsyncPath, renameDurably, writeDurably } from '../durable-files.js';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { deserialize, serialize } from 'node:v8';
@@ -282,20 +282,7 @@ function bootId(): string | null {
   }
 }
 
-function writeDurably(path: string, text: string): void {
-  writeFileSync(path, text);
-  fsyncPath(path);
-  fsyncPath(dirname(path));
-}
 
-function fsyncPath(path: string): void {
-  const fd = openSync(path, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
 
 interface Dbs {
   env: RootDatabase;
@@ -944,7 +931,7 @@ export class KvStore<E extends KvEncoding = 'utf8'> extends ReplicaFacade<KvStor
           return { ok: true, value: gone.length };
         }
         case KIND_PROMOTE: {
-          for (const { key, value } of this.#db.leases.getRange({})) {
+          for (const { key, value } of [...this.#db.leases.getRange({})]) { // read all first: the loop writes
             const l = w.leaseChanges.has(key) ? w.leaseChanges.get(key) : value;
             if (!l) continue;
             this.#setLease(key, { ttlMs: l.ttlMs, expiresAt: Math.max(l.expiresAt, w.now + l.ttlMs) }, w);
@@ -1177,13 +1164,7 @@ export class KvStore<E extends KvEncoding = 'utf8'> extends ReplicaFacade<KvStor
     const started = performance.now();
     await this.#copying;
     const install = `${this.#path}.install`;
-    await copyFile(reader.path(SNAPSHOT_FILE), install);
-    const file = await openFile(install, 'r+');
-    try {
-      await file.sync();
-    } finally {
-      await file.close();
-    }
+    await copyDurably(reader.path(SNAPSHOT_FILE), install);
     const index = this.#indexOf(install);
     if (index < reader.index)
       throw new KvError('ERR_KV_BAD_SNAPSHOT', `snapshot ${reader.dir} holds index ${index}, less than its ${reader.index}`);
@@ -1195,8 +1176,7 @@ export class KvStore<E extends KvEncoding = 'utf8'> extends ReplicaFacade<KvStor
     this.#swap = promise;
     try {
       await this.#db.env.close();
-      renameSync(install, this.#path);
-      fsyncPath(dirname(this.#path));
+      renameDurably(install, this.#path);
       this.#openDatabase();
     } finally {
       this.#swap = null;

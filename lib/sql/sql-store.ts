@@ -4,8 +4,8 @@
 // so a restart resumes from the database, and a snapshot is a copy of the database.
 // docs/sql-store.md gives the durability argument and the rules on non-deterministic SQL.
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, openSync, closeSync, fsyncSync, renameSync, rmSync, statSync } from 'node:fs';
-import { copyFile, open as openFile } from 'node:fs/promises';
+import { mkdirSync, rmSync, statSync } from 'node:fs';
+import { copyDurably, renameDurably } from '../durable-files.js';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { deserialize, serialize } from 'node:v8';
@@ -205,14 +205,6 @@ function copyDatabase(module: string, source: string, target: string): Promise<v
   });
 }
 
-function fsyncPath(path: string): void {
-  const fd = openSync(path, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
 
 interface ApplyContext {
   index: number;
@@ -738,13 +730,7 @@ export class SqlStore<T extends AnyTransactions = AnyTransactions> extends Repli
     const started = performance.now();
     await this.#copying;
     const install = `${this.#path}.install`;
-    await copyFile(reader.path(SNAPSHOT_FILE), install);
-    const file = await openFile(install, 'r+');
-    try {
-      await file.sync();
-    } finally {
-      await file.close();
-    }
+    await copyDurably(reader.path(SNAPSHOT_FILE), install);
     const index = this.#indexOf(install);
     if (index < reader.index)
       throw new SqlError('ERR_SQL_BAD_SNAPSHOT', `snapshot ${reader.dir} holds index ${index}, less than its ${reader.index}`);
@@ -756,8 +742,7 @@ export class SqlStore<T extends AnyTransactions = AnyTransactions> extends Repli
     this.#db.close();
     rmSync(`${this.#path}-wal`, { force: true });
     rmSync(`${this.#path}-shm`, { force: true });
-    renameSync(install, this.#path);
-    fsyncPath(dirname(this.#path));
+    renameDurably(install, this.#path);
     this.#openDatabase();
     const info = { index, durationMs: performance.now() - started, bytes: statSync(this.#path).size };
     this.#stats.snapshotsInstalled++;
