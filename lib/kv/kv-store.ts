@@ -198,6 +198,7 @@ const WATCH_CHUNK = 1000;
 // Revisions compaction removes per apply batch: cleaning never holds the loop for long.
 const CLEAN_BUDGET = 2000;
 const EXPIRY_CHECK_MS = 50;
+const MAP_SIZE = 2 ** 40;
 
 type Lmdb = typeof import('lmdb');
 let lmdb: Lmdb | undefined;
@@ -765,7 +766,14 @@ export class KvStore<E extends KvEncoding = 'utf8'> extends ReplicaFacade<KvStor
         fsyncPath(dir);
       }
     }
-    const env = this.#lmdb.open({ path: this.#path, maxDbs: 12, ...(this.#noSync ? { noSync: true, overlappingSync: false } : { overlappingSync: true }) });
+    // A fixed map of 1 TiB (address space, not disk: the file grows as pages are written):
+    // lmdb-js would otherwise remap a growing store, and a snapshot's copy reading the old
+    // map on its thread meanwhile crashes the process (SIGSEGV in mdb_env_copy2, seen in
+    // test/kv-crash.test.ts).
+    const env = this.#lmdb.open({
+      path: this.#path, maxDbs: 12, mapSize: MAP_SIZE,
+      ...(this.#noSync ? { noSync: true, overlappingSync: false } : { overlappingSync: true }),
+    });
     const bin = { keyEncoding: 'binary', encoding: 'binary' } as const;
     const db: Dbs = {
       env,
@@ -1119,15 +1127,18 @@ export class KvStore<E extends KvEncoding = 'utf8'> extends ReplicaFacade<KvStor
   #save(writer: SnapshotWriter): Promise<void> {
     const started = performance.now();
     const target = writer.path(SNAPSHOT_FILE);
-    const env = this.#db.env;
     // LMDB's own copy: one read transaction, a consistent cut, on a thread of its own, while
     // applies go on. The store is flushed first: the engine drops the log below the
     // snapshot once it is published, so the store must not fall back below it (and after a
     // machine crash it is rebuilt from this snapshot in any case).
     const copy = (async () => {
+      // An install under way replaces the store (closing this environment): copy the new one
+      // after it (the copy may hold later entries than asked, which the engine allows).
+      await this.#installing;
+      if (this.#closing) throw new KvError('ERR_KV_BAD_SNAPSHOT', 'the store closed before its snapshot was copied');
       await this.#flush();
-      await env.backup(target, true);
-      const info = { index: this.#indexOf(target), durationMs: performance.now() - started, bytes: statSync(target).size };
+      await this.#db.env.backup(target, true);
+      const info = { index: await this.#indexOf(target), durationMs: performance.now() - started, bytes: statSync(target).size };
       this.#stats.snapshotsTaken++;
       this.#stats.lastSnapshot = info;
       this.emit('snapshot', info);
@@ -1136,17 +1147,17 @@ export class KvStore<E extends KvEncoding = 'utf8'> extends ReplicaFacade<KvStor
     return copy;
   }
 
-  #indexOf(file: string): number {
+  async #indexOf(file: string): Promise<number> {
     let env: RootDatabase | undefined;
     try {
-      env = this.#lmdb.open({ path: file, readOnly: true, maxDbs: 12 });
+      env = this.#lmdb.open({ path: file, readOnly: true, maxDbs: 12, mapSize: MAP_SIZE });
       const state = env.openDB<KvState, string>({ name: 'state' }).get('state');
       if (!state || state.format !== STATE_FORMAT) throw new KvError('ERR_KV_BAD_SNAPSHOT', `${file} is not a KvStore of format ${STATE_FORMAT}`);
       return state.applied;
     } catch (e) {
       throw e instanceof KvError ? e : new KvError('ERR_KV_BAD_SNAPSHOT', `${file}: ${String(e)}`, { cause: e });
     } finally {
-      void env?.close();
+      await env?.close();
       rmSync(`${file}-lock`, { force: true });
     }
   }
@@ -1165,7 +1176,7 @@ export class KvStore<E extends KvEncoding = 'utf8'> extends ReplicaFacade<KvStor
     await this.#copying;
     const install = `${this.#path}.install`;
     await copyDurably(reader.path(SNAPSHOT_FILE), install);
-    const index = this.#indexOf(install);
+    const index = await this.#indexOf(install);
     if (index < reader.index)
       throw new KvError('ERR_KV_BAD_SNAPSHOT', `snapshot ${reader.dir} holds index ${index}, less than its ${reader.index}`);
     if (this.#closing) {
