@@ -13,7 +13,7 @@
 //     fill {keys, batch, concurrency}   transactions of `batch` puts until `keys` keys exist
 //     snapshot                          store.snapshot(): its info and how long it took
 //     addPeer {peer}                    the leader adds a replica (which installs a snapshot)
-import { statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { KvStore } from '../dist/index.js';
 import { closedLoop } from './load.mjs';
@@ -22,8 +22,10 @@ const abs = () => performance.timeOrigin + performance.now();
 const loaded = abs();
 const [group = 'bench', config = '', port = '0', dir = '', timeout = '1000', untilIndex] = process.argv.slice(2);
 
+// Snapshots only when asked, or every BENCH_KV_SNAPSHOT_ENTRIES entries (bench:kv's --snapshot-entries).
 const store = await KvStore.open({
   group, config, port: Number(port), dir, electionTimeoutMs: Number(timeout), snapshotIntervalS: 0, maxTxnOps: 10_000,
+  snapshotLogThreshold: Number(process.env['BENCH_KV_SNAPSHOT_ENTRIES'] ?? 0),
 });
 const opened = abs();
 process.on('disconnect', () => process.exit(0));
@@ -59,6 +61,19 @@ async function prefill() {
   for (let g = 0; g < 100; g++) for (let i = 0; i < 10; i++) puts.push({ put: [`r/${g}/${i}`, VALUE] });
   for (let i = 0; i < puts.length; i += 5000) await store.txn({ success: puts.slice(i, i + 5000) }, { timeoutMs: 60_000 });
   return { applied: store.appliedIndex };
+}
+
+// process.memoryUsage() with the resident set split (Linux): anonymous (heap, native
+// allocations) and file-backed (mostly LMDB's map of the store: page cache, reclaimable).
+function memory() {
+  const m = process.memoryUsage();
+  try {
+    const status = readFileSync('/proc/self/status', 'utf8');
+    const kb = (name) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN) * 1024;
+    return { ...m, rssAnon: kb('RssAnon'), rssFile: kb('RssFile') };
+  } catch {
+    return m;
+  }
 }
 
 const dbBytes = () => {
@@ -136,7 +151,7 @@ if (untilIndex !== undefined) {
   const timer = setInterval(() => {
     if (store.appliedIndex < want) return;
     clearInterval(timer);
-    reply({ caughtUp: { at: abs(), applied: store.appliedIndex, stats: store.stats, memory: process.memoryUsage() } });
+    reply({ caughtUp: { at: abs(), applied: store.appliedIndex, stats: store.stats, memory: memory() } });
   }, 10);
 }
 
@@ -148,7 +163,7 @@ process.on('message', (m) => {
       if (m.gc && globalThis.gc) globalThis.gc();
       ok({
         role: store.role, applied: store.appliedIndex, revision: store.revision, stats: store.stats, bytes: dbBytes(),
-        memory: process.memoryUsage(),
+        memory: memory(),
       });
       break;
     case 'prefill':

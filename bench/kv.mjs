@@ -20,7 +20,8 @@
 //
 // Targets (issue 13): KvStore writes/s (put, txn) at least 2x etcd's at every level, and a
 // lower p99 for every op. Options: --seconds S (default 10), --levels 1,32,128, --keys N,
-// --trials N, --no-throughput, --no-watch, --no-failover, --no-big, --no-etcd.
+// --snapshot-entries N (section 4, default 200), --trials N, --no-throughput, --no-watch,
+// --no-failover, --no-big, --no-etcd.
 // Ports: KvStore 18000-18999, etcd 19000-19999.
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -33,6 +34,9 @@ const seconds = Number(option('seconds', '10'));
 const levels = option('levels', '1,32,128').split(',').map(Number);
 const bigKeys = Number(option('keys', '10000000'));
 const trials = Number(option('trials', '3'));
+// Section 4's replicas snapshot every this many entries (0: only when the bench asks): the
+// engine keeps the log since the last snapshot in memory, part of the RSS reported.
+const snapshotEntries = Number(option('snapshot-entries', '200'));
 const flag = (name) => !process.argv.includes(`--no-${name}`);
 if (seconds < 1 || levels.some((n) => n < 1) || bigKeys < 1 || trials < 1) {
   console.error('bench:kv: --seconds, --levels, --keys and --trials must be positive');
@@ -274,7 +278,9 @@ try {
   }
 
   if (flag('big')) {
-    console.log(`\n4. ${bigKeys.toLocaleString('en')} keys through the log (transactions of 5,000 puts, 16-byte keys, 64-byte values)`);
+    console.log(`\n4. ${bigKeys.toLocaleString('en')} keys through the log (transactions of 5,000 puts, 16-byte keys, 64-byte values; ` +
+      `snapshots every ${snapshotEntries || 'no'} entries)`);
+    process.env['BENCH_KV_SNAPSHOT_ENTRIES'] = String(snapshotEntries);
     const c = new KvCluster();
     try {
       await c.startAll();
@@ -283,8 +289,9 @@ try {
       const st = await c.converged(filled.applied, 1_800_000);
       const ls = await c.call(leader, 'status');
       console.log(`  loaded in ${fInt(filled.ms / 1000)} s (${fInt(bigKeys / (filled.ms / 1000))} keys/s), revision ${filled.revision}; ` +
-        `store ${mib(ls.bytes)} MiB; leader process RSS ${mib(ls.memory.rss)} MiB, heap used ${mib(ls.memory.heapUsed)} MiB ` +
-        `(of ${mib(ls.memory.heapTotal)} MiB); followers RSS ${st.filter((s) => s.role !== 'leader').map((s) => mib(s.memory.rss)).join(', ')} MiB`);
+        `store ${mib(ls.bytes)} MiB; leader process RSS ${mib(ls.memory.rss)} MiB (anonymous ${mib(ls.memory.rssAnon)}, ` +
+        `file-backed ${mib(ls.memory.rssFile)}), heap used ${mib(ls.memory.heapUsed)} MiB (of ${mib(ls.memory.heapTotal)} MiB); ` +
+        `followers RSS ${st.filter((s) => s.role !== 'leader').map((s) => mib(s.memory.rss)).join(', ')} MiB`);
       const snap = await c.call(leader, 'snapshot');
       console.log(`  snapshot: ${mib(snap.bytes)} MiB, copied in ${fInt(snap.durationMs)} ms, store.snapshot() resolved after ${fInt(snap.ms)} ms`);
       const target = (await c.call(leader, 'status')).applied;
@@ -355,10 +362,12 @@ if (big) {
   console.log('|---|---|');
   console.log(`| load through the log | ${fInt(big.filled.ms / 1000)} s |`);
   console.log(`| store file | ${mib(big.leader.bytes)} MiB |`);
-  console.log(`| leader process RSS / heap used | ${mib(big.leader.memory.rss)} / ${mib(big.leader.memory.heapUsed)} MiB |`);
+  console.log(`| leader process RSS (anonymous + file-backed) / heap used | ${mib(big.leader.memory.rss)} ` +
+    `(${mib(big.leader.memory.rssAnon)} + ${mib(big.leader.memory.rssFile)}) / ${mib(big.leader.memory.heapUsed)} MiB |`);
   console.log(`| snapshot size / copy / resolved | ${mib(big.snap.bytes)} MiB / ${fInt(big.snap.durationMs)} ms / ${fInt(big.snap.ms)} ms |`);
   console.log(`| new peer caught up after add_peer (install) | ${fInt(big.newPeer)} ms (${fInt(big.install)} ms) |`);
-  console.log(`| new peer RSS / heap used | ${mib(big.peerMemory.rss)} / ${mib(big.peerMemory.heapUsed)} MiB |`);
+  console.log(`| new peer RSS (anonymous + file-backed) / heap used | ${mib(big.peerMemory.rss)} ` +
+    `(${mib(big.peerMemory.rssAnon)} + ${mib(big.peerMemory.rssFile)}) / ${mib(big.peerMemory.heapUsed)} MiB |`);
   console.log(`| follower restart (open) | ${fInt(big.restart)} ms |`);
 }
 if (!etcdVersion) console.log('\nbench:kv: etcd did not run: no target checked');

@@ -67,16 +67,38 @@ Status err(Code c, std::string msg) { return Status{c, std::move(msg)}; }
 
 // --- CRC32C (Castagnoli), table driven ------------------------------------------------
 
+// Slicing-by-8 tables: t[k][b] is the CRC of byte b followed by k zero bytes, so eight
+// bytes are folded per step instead of one.
 struct CrcTable {
-  uint32_t t[256];
+  uint32_t t[8][256];
   CrcTable() {
     for (uint32_t i = 0; i < 256; ++i) {
       uint32_t c = i;
       for (int k = 0; k < 8; ++k) c = (c >> 1) ^ (0x82F63B78u & (0u - (c & 1u)));
-      t[i] = c;
+      t[0][i] = c;
     }
+    for (uint32_t i = 0; i < 256; ++i)
+      for (int k = 1; k < 8; ++k) t[k][i] = (t[k - 1][i] >> 8) ^ t[0][t[k - 1][i] & 0xff];
   }
 };
+
+#if defined(__x86_64__)
+// SSE4.2's crc32 instruction computes CRC32C: the log's and snapshots' checksums at memory
+// speed (a 3 GiB snapshot is verified at every start).
+__attribute__((target("sse4.2"))) uint32_t crc32c_sse42(const unsigned char* p, size_t size,
+                                                        uint32_t crc) {
+  uint64_t c = crc;
+  for (; size > 0 && (reinterpret_cast<uintptr_t>(p) & 7) != 0; --size)
+    c = __builtin_ia32_crc32qi(static_cast<uint32_t>(c), *p++);
+  for (; size >= 8; size -= 8, p += 8) {
+    uint64_t word;
+    std::memcpy(&word, p, 8);
+    c = __builtin_ia32_crc32di(c, word);
+  }
+  for (; size > 0; --size) c = __builtin_ia32_crc32qi(static_cast<uint32_t>(c), *p++);
+  return static_cast<uint32_t>(c);
+}
+#endif
 
 // --- big-endian integers ---------------------------------------------------------------
 
@@ -337,12 +359,27 @@ std::string open_name(uint64_t first) {
 
 }  // namespace
 
-uint32_t crc32c(const void* data, size_t size, uint32_t crc) {
+uint32_t crc32c_portable(const void* data, size_t size, uint32_t crc) {
   static const CrcTable table;
+  const auto& t = table.t;
   auto* p = static_cast<const unsigned char*>(data);
   crc = ~crc;
-  for (size_t i = 0; i < size; ++i) crc = table.t[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
+  for (; size >= 8; size -= 8, p += 8) {
+    uint32_t lo =
+        crc ^ (uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 | uint32_t{p[3]} << 24);
+    crc = t[7][lo & 0xff] ^ t[6][(lo >> 8) & 0xff] ^ t[5][(lo >> 16) & 0xff] ^ t[4][lo >> 24] ^
+          t[3][p[4]] ^ t[2][p[5]] ^ t[1][p[6]] ^ t[0][p[7]];
+  }
+  for (; size > 0; --size) crc = t[0][(crc ^ *p++) & 0xff] ^ (crc >> 8);
   return ~crc;
+}
+
+uint32_t crc32c(const void* data, size_t size, uint32_t crc) {
+#if defined(__x86_64__)
+  static const bool sse42 = __builtin_cpu_supports("sse4.2");
+  if (sse42) return ~crc32c_sse42(static_cast<const unsigned char*>(data), size, ~crc);
+#endif
+  return crc32c_portable(data, size, crc);
 }
 
 // --- DirLock ---------------------------------------------------------------------------

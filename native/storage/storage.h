@@ -58,6 +58,9 @@ class Fd {
 };
 
 uint32_t crc32c(const void* data, size_t size, uint32_t crc = 0);
+// The table-driven computation crc32c uses where the CPU has no CRC32C instruction (tested
+// against it on every machine).
+uint32_t crc32c_portable(const void* data, size_t size, uint32_t crc = 0);
 
 // Exclusive use of a data directory for the life of the object.
 class DirLock {

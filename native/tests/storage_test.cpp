@@ -578,6 +578,7 @@ class Crc32cVectors : public testing::TestWithParam<CrcVector> {};
 TEST_P(Crc32cVectors, MatchesKnownValue) {
   const auto& c = GetParam();
   EXPECT_EQ(crc32c(c.data.data(), c.data.size()), c.want);
+  EXPECT_EQ(crc32c_portable(c.data.data(), c.data.size()), c.want);
   EXPECT_EQ(RefCrc32c(c.data), c.want) << "the test's reference implementation";
 }
 
@@ -599,12 +600,17 @@ TEST(Crc32c, ExtendsAcrossChunksAndMatchesReferenceOnAllLengths) {
   for (size_t n = 0; n <= buf.size(); ++n) {
     std::string_view s(buf.data() + 1, std::min(n, buf.size() - 1));
     ASSERT_EQ(crc32c(s.data(), s.size()), RefCrc32c(s)) << "length " << s.size();
+    ASSERT_EQ(crc32c_portable(s.data(), s.size()), RefCrc32c(s)) << "portable, length " << s.size();
   }
   // crc32c(b, crc32c(a)) == crc32c(a + b) for every split point.
   uint32_t whole = crc32c(buf.data(), buf.size());
   for (size_t split = 0; split <= buf.size(); split += 7) {
     uint32_t a = crc32c(buf.data(), split);
     EXPECT_EQ(crc32c(buf.data() + split, buf.size() - split, a), whole) << "split " << split;
+    EXPECT_EQ(
+        crc32c_portable(buf.data() + split, buf.size() - split, crc32c_portable(buf.data(), split)),
+        whole)
+        << "portable, split " << split;
   }
 }
 
