@@ -303,6 +303,8 @@ interface WriteCtx {
   now: number;
   leaseChanges: Map<number, { ttlMs: number; expiresAt: number } | null>;
   expired: { leases: number[]; revision: number }[];
+  // The term of a PROMOTE entry this batch applied (-1: none).
+  promoted: number;
 }
 
 export class KvStore<E extends KvEncoding = 'utf8'> extends ReplicaFacade<KvStoreEvents, Outcome> {
@@ -833,10 +835,9 @@ export class KvStore<E extends KvEncoding = 'utf8'> extends ReplicaFacade<KvStor
       return entries.map((e) => this.#skipped(e));
     }
     const db = this.#db;
-    const w: WriteCtx = { state: { ...this.#state }, main: 0, sub: 0, now: this.#state.now, leaseChanges: new Map(), expired: [] };
+    const w: WriteCtx = { state: { ...this.#state }, main: 0, sub: 0, now: this.#state.now, leaseChanges: new Map(), expired: [], promoted: -1 };
     const out: Outcome[] = [];
     let skipped = 0;
-    let promoted = -1;
     db.env.transactionSync(() => {
       for (const e of entries) {
         if (e.index <= w.state.applied) {
@@ -849,10 +850,6 @@ export class KvStore<E extends KvEncoding = 'utf8'> extends ReplicaFacade<KvStor
         w.sub = 0;
         const outcome = this.#applyEntry(e, w);
         if (w.sub > 0) w.state.revision = w.main;
-        if (outcome.ok && Array.isArray(outcome.value) && outcome.value[0] === 'promoted') {
-          promoted = outcome.value[1] as number;
-          outcome.value = undefined;
-        }
         out.push(outcome);
         w.state.applied = e.index;
       }
@@ -865,7 +862,7 @@ export class KvStore<E extends KvEncoding = 'utf8'> extends ReplicaFacade<KvStor
       if (l === null) this.#leases.delete(id);
       else this.#leases.set(id, l);
     }
-    if (promoted >= 0 && this.node.isLeader && this.node.term === promoted) this.#expiryTerm = promoted;
+    if (w.promoted >= 0 && this.node.isLeader && this.node.term === w.promoted) this.#expiryTerm = w.promoted;
     this.#stats.entriesSkipped += skipped;
     this.#stats.entriesApplied += entries.length - skipped;
     this.#wake();
@@ -944,7 +941,8 @@ export class KvStore<E extends KvEncoding = 'utf8'> extends ReplicaFacade<KvStor
             if (!l) continue;
             this.#setLease(key, { ttlMs: l.ttlMs, expiresAt: Math.max(l.expiresAt, w.now + l.ttlMs) }, w);
           }
-          return { ok: true, value: ['promoted', d[2]] };
+          w.promoted = d[2] as number;
+          return { ok: true, value: undefined };
         }
         case KIND_COMPACT: {
           const rev = d[2] as number;
@@ -1201,4 +1199,3 @@ export class KvStore<E extends KvEncoding = 'utf8'> extends ReplicaFacade<KvStor
   }
 }
 
-export { MAX_KEY_BYTES };
