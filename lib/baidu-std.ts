@@ -294,10 +294,10 @@ class Connection {
   /** Resolves once connected; rejects with the AttemptError that ended the connection. */
   readonly ready: Promise<void>;
 
-  constructor(ep: Endpoint, connectTimeoutMs: number, maxBody: number, onDead: () => void) {
+  constructor(ep: Endpoint, connectTimeoutMs: number, maxBody: number, localAddress: string | undefined, onDead: () => void) {
     this.#name = `${ep.host}:${ep.port}`;
     this.#maxBody = maxBody;
-    this.#socket = connect({ host: ep.host, port: ep.port });
+    this.#socket = connect({ host: ep.host, port: ep.port, ...(localAddress ? { localAddress } : {}) });
     this.#socket.setNoDelay(true);
     this.ready = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -431,11 +431,14 @@ function rpcErrorOf(e: AttemptError): RpcError {
 export class BaiduStdClient {
   readonly #connections = new Map<string, Connection>();
   readonly #maxBody: number;
+  readonly #localAddress: string | undefined;
   #nextId = 1n;
   #closed = false;
 
-  constructor(options: { maxBodySize?: number } = {}) {
+  /** `localAddress`: the source address of its connections (the kernel picks one by default). */
+  constructor(options: { maxBodySize?: number; localAddress?: string } = {}) {
     this.#maxBody = options.maxBodySize ?? DEFAULT_MAX_BODY;
+    this.#localAddress = options.localAddress;
   }
 
   /**
@@ -533,7 +536,7 @@ export class BaiduStdClient {
     const key = `${ep.host}:${ep.port}`;
     const existing = this.#connections.get(key);
     if (existing && !existing.dead) return existing;
-    const conn: Connection = new Connection(ep, connectTimeoutMs, this.#maxBody, () => {
+    const conn: Connection = new Connection(ep, connectTimeoutMs, this.#maxBody, this.#localAddress, () => {
       if (this.#connections.get(key) === conn) this.#connections.delete(key);
     });
     this.#connections.set(key, conn);

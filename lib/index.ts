@@ -7,6 +7,8 @@ export type {
   Entry, StateMachine, RaftNodeOptions, ProposeOptions, RaftStatus, Role, RaftNodeEvents,
   ReadBarrierOptions, SnapshotEvent, ConfChange, Configuration,
 } from './raft-node.js';
+export { registerMetrics, stderrLogger } from './observability.js';
+export type { Logger, LogLevel, LogFields, LogEvent, MetricFamily, MetricSample, MetricsSource, PromRegistry, PromMetric } from './observability.js';
 export { StoreError } from './errors.js';
 export type { StoreErrorCode } from './errors.js';
 export { Store } from './store/store.js';

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { RaftError } from './errors.js';
+import type { LogEvent, LogLevel, MetricFamily } from './observability.js';
 
 export interface NativeNodeOptions {
   group: string;
@@ -21,6 +22,8 @@ export interface NativeNodeOptions {
   stuckApplyTimeoutMs: number;
   /** The state machine takes and restores snapshots ('save' and 'load' callbacks). */
   snapshots: boolean;
+  /** Log records at this level and above come through the callback as ('log', level, message, fields). */
+  logLevel: LogLevel;
 }
 
 export interface NativeStatus {
@@ -38,11 +41,13 @@ export interface NativeStatus {
 }
 
 /** ('apply', packed, count, lastIndex), ('refused', seq, error), ('role', role, term,
- *  leaderId), ('save', dir, token) or ('load', dir, index, conf). */
+ *  leaderId), ('save', dir, token), ('load', dir, index, conf) or ('log', level, message,
+ *  fields). */
 export type NativeCallback = (kind: string, a: unknown, b: unknown, c: unknown) => void;
 
 export interface NativeHost {
   close(): void;
+  metrics(): MetricFamily[];
 }
 export interface ConfChange {
   oldPeers: string[];
@@ -61,11 +66,13 @@ export interface NativeNode {
   snapshotDone(token: number, error?: string): void;
   status(): NativeStatus | null;
   setApplied(index: number): void;
+  metrics(): MetricFamily[];
+  events(): LogEvent[];
   close(): void;
 }
 
 interface Binding {
-  Host: new (ip: string, port: number) => NativeHost;
+  Host: new (ip: string, port: number, adminAllow: string[]) => NativeHost;
   Node: new (host: NativeHost, options: NativeNodeOptions, callback: NativeCallback) => NativeNode;
 }
 

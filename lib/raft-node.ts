@@ -6,6 +6,8 @@ import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { LOG_LEVELS, resolveLogLevel, stderrLogger } from './observability.js';
+import type { LogEvent, LogLevel, Logger, MetricFamily } from './observability.js';
 import { RaftError, fromNative } from './errors.js';
 import { parseConfiguration, parsePeerId } from './peer.js';
 import { binding, type ConfChange, type NativeHost, type NativeNode, type NativeStatus } from './native.js';
@@ -117,6 +119,22 @@ export interface RaftNodeOptions<R = unknown> {
    * clients are served elsewhere. Default 30000; 0 turns the guard off.
    */
   stuckApplyTimeoutMs?: number;
+  /**
+   * Where the engine's log records go (elections, leader changes, membership, snapshots,
+   * slow fsyncs, errors): a pino logger fits, called as `logger.info({ group, peer, ...fields },
+   * message)`. Default: one line per record on stderr.
+   */
+  logger?: Logger;
+  /** The lowest level logged: 'debug' | 'info' | 'warn' | 'error'. Default: RAFTSTORE_LOG, else 'info'. */
+  logLevel?: LogLevel;
+  /**
+   * Who may call this port's administrative services (membership changes, reset_peer,
+   * transfer_leader, snapshot) and its forwarding service; others get EPERM. Rules:
+   * 'loopback', 'peers' (any peer of any group on this port), 'any', or an IPv4 address or
+   * network ('10.1.0.0/16'). Default ['loopback', 'peers']. Every group on one port must
+   * name the same list.
+   */
+  adminAllow?: string[];
 }
 
 export interface ProposeOptions {
@@ -170,18 +188,20 @@ interface Pending<R> {
 }
 
 // One native host per ip:port in this process, shared by the groups on that port.
-const hosts = new Map<string, { host: NativeHost; users: number }>();
+const hosts = new Map<string, { host: NativeHost; users: number; adminAllow: string }>();
 
-function acquireHost(ip: string, port: number): NativeHost {
+function acquireHost(ip: string, port: number, adminAllow: string[]): NativeHost {
   const key = `${ip}:${port}`;
   let entry = hosts.get(key);
   if (!entry) {
     try {
-      entry = { host: new binding.Host(ip, port), users: 0 };
+      entry = { host: new binding.Host(ip, port, adminAllow), users: 0, adminAllow: adminAllow.join(',') };
     } catch (err) {
       throw fromNative(err);
     }
     hosts.set(key, entry);
+  } else if (entry.adminAllow !== adminAllow.join(',')) {
+    bad(`adminAllow [${adminAllow.join(', ')}] differs from [${entry.adminAllow}] of the other groups on ${key}`);
   }
   entry.users += 1;
   return entry.host;
@@ -224,6 +244,8 @@ interface Validated {
   ip: string;
   self: string;
   maxPendingProposals: number;
+  logger: Logger;
+  adminAllow: string[];
   native: ConstructorParameters<typeof binding.Node>[1];
 }
 
@@ -255,10 +277,18 @@ function validate<R>(o: RaftNodeOptions<R>): Validated {
     Math.min(electionTimeoutMs, 1000));
   if (o.leaderLease !== undefined && typeof o.leaderLease !== 'boolean')
     bad(`leaderLease must be a boolean, got ${shown(o.leaderLease)}`);
+  const logger = o.logger ?? stderrLogger;
+  if (typeof logger !== 'object' || logger === null || LOG_LEVELS.some((l) => typeof (logger as Partial<Logger>)[l] !== 'function'))
+    bad('logger must have debug, info, warn and error methods (a pino logger does)');
+  const adminAllow = o.adminAllow ?? ['loopback', 'peers'];
+  if (!Array.isArray(adminAllow) || adminAllow.some((r) => typeof r !== 'string'))
+    bad(`adminAllow must be an array of strings such as ['loopback', 'peers', '10.0.0.0/8'], got ${shown(adminAllow)}`);
   return {
     ip,
     self: self.toString(),
     maxPendingProposals: integer('maxPendingProposals', o.maxPendingProposals, 1, 1e8, 100_000),
+    logger,
+    adminAllow,
     native: {
       group: o.group,
       self: self.toString(),
@@ -272,6 +302,7 @@ function validate<R>(o: RaftNodeOptions<R>): Validated {
       snapshotLogThreshold: integer('snapshotLogThreshold', o.snapshotLogThreshold, 0, 1e12, 0),
       stuckApplyTimeoutMs: integer('stuckApplyTimeoutMs', o.stuckApplyTimeoutMs, 0, 2 ** 31, 30_000),
       snapshots,
+      logLevel: resolveLogLevel(o.logLevel),
     },
   };
 }
@@ -289,6 +320,7 @@ export class RaftNode<R = unknown> extends EventEmitter<RaftNodeEvents> {
   #seq = 0;
   readonly #pending = new Map<number, Pending<R>>();
   #node: NativeNode | undefined;
+  #host: NativeHost | undefined;
   #state: 'new' | 'running' | 'closed' = 'new';
   #role: Role = 'follower';
   #term = 0;
@@ -319,11 +351,13 @@ export class RaftNode<R = unknown> extends EventEmitter<RaftNodeEvents> {
    */
   async start(): Promise<void> {
     if (this.#state !== 'new') throw new RaftError('ERR_RAFT_SHUTDOWN', `node ${this.id} was already started`);
-    const host = acquireHost(this.#options.ip, this.#port);
+    const host = acquireHost(this.#options.ip, this.#port, this.#options.adminAllow);
+    this.#host = host;
     try {
       this.#node = new binding.Node(host, this.#options.native, (kind, a, b, c) => this.#onNative(kind, a, b, c));
     } catch (err) {
       releaseHost(this.#options.ip, this.#port);
+      this.#host = undefined;
       this.#state = 'closed';
       throw fromNative(err);
     }
@@ -553,6 +587,7 @@ export class RaftNode<R = unknown> extends EventEmitter<RaftNodeEvents> {
     this.#state = 'closed';
     this.#node?.close();
     this.#node = undefined;
+    this.#host = undefined;
     if (wasRunning) releaseHost(this.#options.ip, this.#port);
     this.#rejectAll(new RaftError('ERR_RAFT_SHUTDOWN', `node ${this.id} closed`));
     if (this.#role === 'leader') this.#sm.onLeaderStop?.();
@@ -571,6 +606,8 @@ export class RaftNode<R = unknown> extends EventEmitter<RaftNodeEvents> {
   }
 
   #onNative(kind: string, a: unknown, b: unknown, c: unknown): void {
+    // A record of the close itself arrives after it: logged all the same.
+    if (kind === 'log') return this.#log(a as LogLevel, b as string, c as Record<string, string>);
     if (this.#state !== 'running') return;
     if ((kind === 'apply' || kind === 'load') && this.#restoring) this.#backlog.push([kind, a, b, c]);
     else if (kind === 'apply') this.#apply(a as Buffer, b as number, c as number);
@@ -578,6 +615,29 @@ export class RaftNode<R = unknown> extends EventEmitter<RaftNodeEvents> {
     else if (kind === 'role') this.#onRole(a as Role, b as number, c as string);
     else if (kind === 'save') this.#save(a as string, b as number);
     else if (kind === 'load') this.#restore(a as string, b as number, c as string);
+  }
+
+  #log(level: LogLevel, message: string, fields: Record<string, string>): void {
+    try {
+      this.#options.logger[level]({ group: this.group, peer: this.id, ...fields }, message);
+    } catch {
+      // A logger that throws must not stop the replica's callbacks.
+    }
+  }
+
+  /**
+   * The engine's figures for this replica and its port, as Prometheus metric families
+   * (docs/operations.md lists them); empty once closed. registerMetrics() puts them in a
+   * prom-client registry.
+   */
+  metrics(): MetricFamily[] {
+    if (!this.#node || !this.#host) return [];
+    return [...this.#node.metrics(), ...this.#host.metrics()];
+  }
+
+  /** The recent info-and-above log records, oldest first (the status page's events). */
+  events(): LogEvent[] {
+    return this.#node?.events() ?? [];
   }
 
   #apply(packed: Buffer, count: number, lastIndex: number): void {

@@ -3,6 +3,7 @@
 // named transaction functions.
 import { EventEmitter } from 'node:events';
 import { RaftError } from './errors.js';
+import type { LogEvent, MetricFamily } from './observability.js';
 import type { Configuration, RaftNode, RaftStatus, Role } from './raft-node.js';
 
 /** The events every store passes on from its RaftNode. */
@@ -40,6 +41,14 @@ export abstract class ReplicaFacade<E extends ReplicaEvents & Record<keyof E, un
   }
   status(): RaftStatus {
     return this.node.status();
+  }
+  /** The engine's metric families for this replica and its port (RaftNode.metrics). */
+  metrics(): MetricFamily[] {
+    return this.node.metrics();
+  }
+  /** The recent info-and-above engine log records (RaftNode.events). */
+  events(): LogEvent[] {
+    return this.node.events();
   }
 }
 

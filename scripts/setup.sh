@@ -14,6 +14,7 @@ if [[ ${1:-} == --tests ]]; then
   packages+=(libgtest-dev clang-format
     clang-14 libclang-rt-14-dev  # clang only for the libFuzzer target
     g++-aarch64-linux-gnu qemu-user debootstrap curl xz-utils  # the prebuilds (scripts/prebuild/)
+    chromium  # the status page test (with playwright-core from npm)
     etcd-server)  # only for `npm run bench:node` and `bench:kv` (etcd as the comparison); no test uses it
 elif [[ -n ${1:-} ]]; then
   echo "setup: unexpected argument '$1' (usage: bash scripts/setup.sh [--tests])" >&2

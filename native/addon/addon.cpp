@@ -58,7 +58,34 @@ std::string conf_text(const core::Configuration& c) {
          core::to_string(c.learners);
 }
 
-using Item = std::variant<ApplyBatch, Settle, Refused, RoleChange, SaveRequest, LoadRequest>;
+using Item = std::variant<ApplyBatch, Settle, Refused, RoleChange, SaveRequest, LoadRequest,
+                          runtime::LogRecord>;
+
+// Metric families (runtime/metrics.h) as JavaScript objects: {name, help, type, samples:
+// [{name, labels, value}]}, each sample under its full name (with _bucket, _sum, _count).
+Napi::Array families_to_js(Napi::Env env, const std::vector<runtime::MetricFamily>& families) {
+  Napi::Array out = Napi::Array::New(env, families.size());
+  for (size_t i = 0; i < families.size(); ++i) {
+    const auto& f = families[i];
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("name", f.name);
+    o.Set("help", f.help);
+    o.Set("type", f.type);
+    Napi::Array samples = Napi::Array::New(env, f.samples.size());
+    for (size_t j = 0; j < f.samples.size(); ++j) {
+      Napi::Object smp = Napi::Object::New(env);
+      smp.Set("name", f.name + f.samples[j].suffix);
+      Napi::Object labels = Napi::Object::New(env);
+      for (const auto& [k, v] : f.samples[j].labels) labels.Set(k, v);
+      smp.Set("labels", labels);
+      smp.Set("value", Napi::Number::New(env, f.samples[j].value));
+      samples.Set(j, smp);
+    }
+    o.Set("samples", samples);
+    out.Set(i, o);
+  }
+  return out;
+}
 
 // Snapshot saves in flight: created on the host thread, finished from JavaScript.
 struct SaveTokens {
@@ -175,6 +202,12 @@ void deliver(Napi::Env env, Napi::Function callback, Context* ctx, Item& it_) {
           callback.Call({Napi::String::New(env, "load"), Napi::String::New(env, it.dir),
                          Napi::Number::New(env, static_cast<double>(it.index)),
                          Napi::String::New(env, it.conf)});
+        } else if constexpr (std::is_same_v<T, runtime::LogRecord>) {
+          Napi::Object fields = Napi::Object::New(env);
+          for (const auto& [k, v] : it.fields) fields.Set(k, v);
+          callback.Call({Napi::String::New(env, "log"),
+                         Napi::String::New(env, runtime::level_name(it.level)),
+                         Napi::String::New(env, it.message), fields});
         }
       },
       it_);
@@ -183,15 +216,30 @@ void deliver(Napi::Env env, Napi::Function callback, Context* ctx, Item& it_) {
 class Host : public Napi::ObjectWrap<Host> {
  public:
   static Napi::Function Init(Napi::Env env) {
-    return DefineClass(env, "Host", {InstanceMethod<&Host::Close>("close")});
+    return DefineClass(
+        env, "Host",
+        {InstanceMethod<&Host::Close>("close"), InstanceMethod<&Host::Metrics>("metrics")});
   }
-  // new Host(ip, port)
+  // new Host(ip, port, adminAllow[])
   explicit Host(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Host>(info) {
     Napi::Env env = info.Env();
     std::string ip = info[0].As<Napi::String>();
     uint32_t port = info[1].As<Napi::Number>().Uint32Value();
-    auto st = runtime::NodeHost::start(ip, static_cast<uint16_t>(port), &host_);
+    runtime::HostOptions opt;
+    if (info.Length() > 2 && info[2].IsArray()) {
+      Napi::Array a = info[2].As<Napi::Array>();
+      opt.admin_allow.clear();
+      for (uint32_t i = 0; i < a.Length(); ++i)
+        opt.admin_allow.push_back(a.Get(i).As<Napi::String>().Utf8Value());
+    }
+    auto st = runtime::NodeHost::start(ip, static_cast<uint16_t>(port), &host_, std::move(opt));
+    if (st.code == storage::Code::InvalidArgument)
+      throw make_error(env, "ERR_RAFT_BAD_CONFIG", st.message);
     if (!st.ok()) throw make_error(env, "ERR_RAFT_LISTEN", st.message);
+  }
+  Napi::Value Metrics(const Napi::CallbackInfo& info) {
+    if (!host_) return Napi::Array::New(info.Env());
+    return families_to_js(info.Env(), host_->metrics());
   }
   runtime::NodeHost* get() const { return host_.get(); }
   Napi::Value Close(const Napi::CallbackInfo& info) {
@@ -216,6 +264,7 @@ class Node : public Napi::ObjectWrap<Node> {
          InstanceMethod<&Node::ReadIndex>("readIndex"), InstanceMethod<&Node::Snapshot>("snapshot"),
          InstanceMethod<&Node::SnapshotDone>("snapshotDone"),
          InstanceMethod<&Node::Status>("status"), InstanceMethod<&Node::SetApplied>("setApplied"),
+         InstanceMethod<&Node::Metrics>("metrics"), InstanceMethod<&Node::Events>("events"),
          InstanceMethod<&Node::Close>("close")});
   }
 
@@ -245,6 +294,11 @@ class Node : public Napi::ObjectWrap<Node> {
     opt.forward_proposals = true;  // propose() works on every replica
     opt.stuck_apply_timeout_ms = o.Get("stuckApplyTimeoutMs").As<Napi::Number>().Uint32Value();
     opt.stamp_leader_time = true;  // Entry.time: one clock, the leader's, for every replica
+    if (auto level = o.Get("logLevel"); level.IsString()) {
+      if (!runtime::parse_level(level.As<Napi::String>().Utf8Value(), &opt.log_level))
+        throw make_error(env, "ERR_RAFT_BAD_ARGUMENT",
+                         "logLevel must be debug, info, warn or error");
+    }
     group_ = opt.group;
     self_ = opt.self;
 
@@ -307,6 +361,11 @@ class Node : public Napi::ObjectWrap<Node> {
         return storage::Status{};
       };
     }
+    // Log records go through the queue like everything else, in order with the batches.
+    opt.log = [tsfn](const runtime::LogRecord& r) mutable {
+      auto item = std::make_unique<Item>(r);
+      if (tsfn.NonBlockingCall(item.get()) == napi_ok) item.release();
+    };
     sm.on_role = [tsfn](core::Role role, uint64_t term, const core::PeerId& leader) mutable {
       auto item =
           std::make_unique<Item>(RoleChange{role, term, leader.empty() ? "" : leader.to_string()});
@@ -482,6 +541,29 @@ class Node : public Napi::ObjectWrap<Node> {
       peers.Set(i, p);
     }
     out.Set("peers", peers);
+    return out;
+  }
+
+  Napi::Value Metrics(const Napi::CallbackInfo& info) {
+    if (!node_) return Napi::Array::New(info.Env());
+    return families_to_js(info.Env(), node_->metrics());
+  }
+  // The recent info-and-above records: [{timeMs, level, message, fields}].
+  Napi::Value Events(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!node_) return Napi::Array::New(env);
+    auto records = node_->recent_events();
+    Napi::Array out = Napi::Array::New(env, records.size());
+    for (size_t i = 0; i < records.size(); ++i) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("timeMs", Napi::Number::New(env, static_cast<double>(records[i].wall_ms)));
+      o.Set("level", runtime::level_name(records[i].level));
+      o.Set("message", records[i].message);
+      Napi::Object fields = Napi::Object::New(env);
+      for (const auto& [k, v] : records[i].fields) fields.Set(k, v);
+      o.Set("fields", fields);
+      out.Set(i, o);
+    }
     return out;
   }
 

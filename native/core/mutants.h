@@ -31,6 +31,7 @@ enum class Mutant : int {
   AckForwardedBeforeLocalApply,  // a forwarded write is acknowledged before it applies here
   LeaseReadWithoutLease,         // a lease read answers without checking the lease
   ProposalsOpenAfterStop,        // a stopped replica still queues proposals nobody will flush
+  ElectionCountedAsWon,          // metrics: an election started is also counted as won
   Count
 };
 

@@ -54,6 +54,8 @@ const char* mutant_name(Mutant m) {
       return "lease-read-without-lease";
     case Mutant::ProposalsOpenAfterStop:
       return "proposals-open-after-stop";
+    case Mutant::ElectionCountedAsWon:
+      return "election-counted-as-won";
     case Mutant::Count:
       break;
   }

@@ -4,6 +4,7 @@
 // bounded: anything malformed is an error that closes the connection.
 #pragma once
 
+#include <asio/ip/address.hpp>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -17,9 +18,10 @@ constexpr uint32_t kDefaultMaxBody = 64u << 20;  // brpc's max_body_size
 
 struct Frame {
   brpc::policy::RpcMeta meta;
-  std::string payload;      // the request or response message (never compressed by braft)
-  std::string attachment;   // raw bytes: entry data, file chunks
-  uint64_t connection = 0;  // server side: the connection it arrived on (see Server)
+  std::string payload;       // the request or response message (never compressed by braft)
+  std::string attachment;    // raw bytes: entry data, file chunks
+  uint64_t connection = 0;   // server side: the connection it arrived on (see Server)
+  asio::ip::address remote;  // server side: who sent it
   bool is_request() const { return meta.has_request(); }
 };
 

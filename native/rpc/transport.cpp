@@ -15,7 +15,10 @@ class Server::Connection : public std::enable_shared_from_this<Connection> {
       : server_(std::move(server)),
         id_(++server_->next_connection_),
         socket_(std::move(socket)),
-        parser_(server_->max_body_) {}
+        parser_(server_->max_body_) {
+    std::error_code ec;
+    remote_ = socket_.remote_endpoint(ec).address();
+  }
 
   void start() { read(); }
   void close() {
@@ -62,6 +65,7 @@ class Server::Connection : public std::enable_shared_from_this<Connection> {
 
   void dispatch(Frame f) {
     f.connection = id_;
+    f.remote = remote_;
     int64_t cid = f.meta.correlation_id();
     std::weak_ptr<Connection> weak = shared_from_this();
     asio::io_context& io = server_->io_;
@@ -108,16 +112,18 @@ class Server::Connection : public std::enable_shared_from_this<Connection> {
     ++server_->stats_.http_requests;
     std::string line = http_request_.substr(0, http_request_.find("\r\n"));
     size_t sp1 = line.find(' '), sp2 = line.rfind(' ');
-    std::string body, status = "200 OK";
+    HttpResponse r;
     if (line.rfind("GET ", 0) != 0 || sp1 == sp2 || line.compare(sp2 + 1, 5, "HTTP/") != 0) {
-      status = "400 Bad Request";
-      body = "raftstore speaks baidu_std and HTTP GET\n";
-    } else {
-      body = server_->http_ ? server_->http_(line.substr(sp1 + 1, sp2 - sp1 - 1)) : "";
+      r.status = 400;
+      r.body = "raftstore speaks baidu_std and HTTP GET\n";
+    } else if (server_->http_) {
+      r = server_->http_(line.substr(sp1 + 1, sp2 - sp1 - 1));
     }
+    const char* reason = r.status == 200 ? "OK" : r.status == 404 ? "Not Found" : "Bad Request";
     close_after_write_ = true;
-    send("HTTP/1.1 " + status + "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: " +
-         std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body);
+    send("HTTP/1.1 " + std::to_string(r.status) + " " + reason + "\r\nContent-Type: " +
+         r.content_type + "\r\nContent-Length: " + std::to_string(r.body.size()) +
+         "\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n" + r.body);
   }
 
   void finish() {
@@ -136,6 +142,7 @@ class Server::Connection : public std::enable_shared_from_this<Connection> {
   std::string out_;
   bool writing_ = false;
   bool http_ = false;
+  asio::ip::address remote_;
   bool close_after_write_ = false;
   std::string http_request_;
 };

@@ -2,7 +2,8 @@
 // call() and respond() may be used from any thread (they post to it).
 //  * Server: accepts connections; per connection, sniffs the first bytes: "PRPC" frames go
 //    to the request handler, anything else is treated as HTTP/1.x (GET of a path, answered
-//    by the HTTP handler, then closed). A malformed or oversized frame closes that
+//    by the HTTP handler, then closed). Each request Frame carries its connection's remote
+//    address, for access control. A malformed or oversized frame closes that
 //    connection and is counted; nothing crashes.
 //  * Channel: one connection to one endpoint, many calls in flight, answers matched by
 //    correlation id in any order, a deadline per call, a connect timeout, and reconnection
@@ -36,7 +37,12 @@ class Server : public std::enable_shared_from_this<Server> {
   using Respond = std::function<void(int32_t error_code, const std::string& error_text,
                                      const std::string& payload, const std::string& attachment)>;
   using Handler = std::function<void(Frame request, Respond respond)>;
-  using HttpHandler = std::function<std::string(const std::string& path)>;  // the body
+  struct HttpResponse {
+    int status = 200;  // 200, 404
+    std::string content_type = "text/plain; charset=utf-8";
+    std::string body;
+  };
+  using HttpHandler = std::function<HttpResponse(const std::string& path)>;
   // A connection closed (by the peer, or for an error); requests from it carried its id in
   // Frame::connection.
   using CloseHandler = std::function<void(uint64_t connection)>;

@@ -61,7 +61,7 @@ void Node::tick() {
 }
 
 void Node::stop() {
-  if (replica_) replica_->fail("the node host is shutting down");
+  if (replica_) replica_->fail("the node host is shutting down", LogLevel::Info);
   for (auto& [peer, ch] : channels_) ch->close();
   channels_.clear();  // their pending calls hold this node
   inbound_.clear();
@@ -127,6 +127,8 @@ void Node::read_index(bool lease, ReadDone done) {
 uint64_t Node::now_ms() { return runtime::now_ms(); }
 
 uint64_t Node::wall_ms() { return ms_of<std::chrono::system_clock>(); }
+
+uint64_t Node::now_us() { return monotonic_us(); }
 
 ReplicaEnv::Post Node::poster() {
   return [gate = gate_, weak = weak_from_this()](std::function<void()> f) {
@@ -206,10 +208,13 @@ void Node::write_loop() {
                    std::make_move_iterator(writes_.end()));
       writes_.clear();
     }
-    storage::Status st = commit_writes(batch, disk_);
-    asio::post(host_.io(), [weak = weak_from_this(), st, batch = std::move(batch)]() mutable {
-      if (auto self = weak.lock()) self->replica_->written(st, std::move(batch));
-    });
+    WriteTimings timings;
+    storage::Status st = commit_writes(batch, disk_, &timings);
+    asio::post(host_.io(),
+               [weak = weak_from_this(), st, batch = std::move(batch), timings]() mutable {
+                 if (auto self = weak.lock())
+                   self->replica_->written(st, std::move(batch), timings);
+               });
   }
 }
 

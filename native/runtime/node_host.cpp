@@ -8,15 +8,19 @@
 namespace raftstore::runtime {
 
 storage::Status NodeHost::start(const std::string& ip, uint16_t port,
-                                std::unique_ptr<NodeHost>* out) {
+                                std::unique_ptr<NodeHost>* out, HostOptions options) {
   auto host = std::make_unique<NodeHost>(Key{});
   NodeHost* h = host.get();
+  std::string error;
+  host->access_ = AccessPolicy::parse(options.admin_allow, &error);
+  if (!host->access_) return storage::Status{storage::Code::InvalidArgument, error};
+  host->ip_ = ip;
   try {
     asio::ip::tcp::endpoint at(asio::ip::make_address(ip), port);
     host->server_ = rpc::Server::start(
         host->io_, at,
         [h](rpc::Frame f, rpc::Server::Respond r) { h->on_request(std::move(f), r); },
-        [h](const std::string& path) { return h->http_status(path); });
+        [h](const std::string& path) { return h->http(path); });
   } catch (const std::exception& e) {
     return storage::Status{storage::Code::Io,
                            "listen on " + ip + ":" + std::to_string(port) + ": " + e.what()};
@@ -30,6 +34,8 @@ storage::Status NodeHost::start(const std::string& ip, uint16_t port,
     h->connection_routes_.erase(it);
   });
   host->port_ = host->server_->port();
+  host->sampler_ = std::make_unique<asio::steady_timer>(host->io_);
+  h->sample_lag();
   host->thread_ = std::thread([h] { h->io_.run(); });
   *out = std::move(host);
   return storage::Status{};
@@ -41,6 +47,7 @@ NodeHost::~NodeHost() {
     std::promise<void> stopped;
     asio::post(io_, [&] {
       for (auto& [key, node] : nodes_) node->stop();
+      sampler_.reset();  // io objects must not outlive the io_context
       stopped.set_value();
     });
     stopped.get_future().wait();
@@ -94,9 +101,16 @@ void NodeHost::on_request(rpc::Frame frame, rpc::Server::Respond respond) {
   std::string service = req.service_name();
   if (service.rfind("braft.", 0) == 0) service = service.substr(6);
   if (service.rfind("raftstore.", 0) == 0) service = service.substr(10);
-  if (service == "CliService") return on_cli(frame, respond);
+  if (service == "CliService") {
+    // get_leader only reads: braft_cli and clients ask it of any replica.
+    if (req.method_name() != "get_leader" && !admitted(frame, service, respond)) return;
+    return on_cli(frame, respond);
+  }
   if (service == "FileService") return on_get_file(frame, respond);
-  if (service == "ForwardService") return on_forward(frame, respond);
+  if (service == "ForwardService") {
+    if (!admitted(frame, service, respond)) return;
+    return on_forward(frame, respond);
+  }
   if (service != "RaftService" && service != "RaftExtService") {
     auto it = services_.find(req.service_name());
     if (it == services_.end())
@@ -117,6 +131,56 @@ void NodeHost::on_request(rpc::Frame frame, rpc::Server::Respond respond) {
       }))
     routes.emplace_back(env->group, env->to, env->from);
   it->second->on_request(std::move(*env), std::move(respond));
+}
+
+bool NodeHost::admitted(const rpc::Frame& frame, const std::string& service,
+                        const rpc::Server::Respond& respond) {
+  bool ok = access_->allows(frame.remote, [this](uint32_t ip) {
+    for (const auto& [key, node] : nodes_) {
+      const core::Configuration& c = node->replica().core().conf();
+      for (const auto* set : {&c.peers, &c.old_peers, &c.learners})
+        for (const auto& p : *set)
+          if (p.ip == ip) return true;
+    }
+    return false;
+  });
+  if (ok) return true;
+  ++(service == "CliService" ? denied_cli_ : denied_forward_);
+  respond(kEPERM,
+          error_text(kEPERM, service + "/" + frame.meta.request().method_name() +
+                                 " is not allowed from " + frame.remote.to_string() +
+                                 " (allowed: " + access_->to_string() + ")"),
+          "", "");
+  return false;
+}
+
+std::vector<MetricFamily> NodeHost::metrics() const {
+  const rpc::ServerStats& st = server_->stats();
+  auto one = [](const char* name, const char* type, const char* help, double v) {
+    return MetricFamily{name, help, type, {{"", {}, v}}};
+  };
+  std::vector<MetricFamily> out;
+  out.push_back(one("raftstore_port_connections_total", "counter", "Connections this port accepted",
+                    static_cast<double>(st.connections)));
+  out.push_back(one("raftstore_port_requests_total", "counter",
+                    "baidu_std requests this port received", static_cast<double>(st.requests)));
+  out.push_back(one("raftstore_port_bad_frames_total", "counter",
+                    "Connections closed for a malformed or oversized frame",
+                    static_cast<double>(st.bad_frames)));
+  out.push_back(one("raftstore_port_http_requests_total", "counter",
+                    "HTTP requests this port answered", static_cast<double>(st.http_requests)));
+  MetricFamily denied{"raftstore_access_denied_total",
+                      "Calls refused with EPERM by the access list, by service",
+                      "counter",
+                      {}};
+  denied.samples.push_back({"", {{"service", "CliService"}}, static_cast<double>(denied_cli_)});
+  denied.samples.push_back(
+      {"", {{"service", "ForwardService"}}, static_cast<double>(denied_forward_)});
+  out.push_back(std::move(denied));
+  for (auto& f : out)
+    for (auto& smp : f.samples)
+      smp.labels.insert(smp.labels.begin(), {"port", std::to_string(port_)});
+  return out;
 }
 
 }  // namespace raftstore::runtime

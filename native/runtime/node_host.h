@@ -36,9 +36,11 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
+#include "access.h"
 #include "file_service.h"
 #include "raft.h"
 #include "replica.h"
@@ -86,6 +88,10 @@ class Node : public std::enable_shared_from_this<Node>, private ReplicaEnv {
   void snapshot(std::function<void(storage::Status)> done);
   // The index of the newest published snapshot (0: none). Thread-safe.
   uint64_t snapshot_index() const { return replica_->snapshot_index(); }
+  // Its metric families (metrics.h), labelled with group and peer. Thread-safe.
+  std::vector<MetricFamily> metrics();
+  // The recent info-and-above log records (the status page's events). Thread-safe.
+  std::vector<LogRecord> recent_events() const { return replica_->recent_events(); }
 
   // Membership, as braft's CliService does it on this node. Thread-safe; `done` runs on the
   // host's thread. "add_peer" and "remove_peer" take one peer, "change_peers" the new set;
@@ -134,6 +140,7 @@ class Node : public std::enable_shared_from_this<Node>, private ReplicaEnv {
   // ReplicaEnv, over Asio, sockets, a thread and files.
   uint64_t now_ms() override;
   uint64_t wall_ms() override;
+  uint64_t now_us() override;
   Post poster() override;
   void call(core::Envelope req, uint32_t timeout_ms, const storage::SnapshotInfo* lend) override;
   void respond(core::Envelope resp) override;
@@ -153,6 +160,7 @@ class Node : public std::enable_shared_from_this<Node>, private ReplicaEnv {
     storage::Status apply_log(const core::Ready& log) override;
     storage::Status sync_log() override;
     storage::Status publish(const core::SnapshotMeta& meta, storage::SnapshotInfo* out) override;
+    uint64_t now_us() override { return n_.now_us(); }
 
    private:
     Node& n_;
@@ -180,13 +188,22 @@ class Node : public std::enable_shared_from_this<Node>, private ReplicaEnv {
   bool stop_writer_ = false;
 };
 
+struct HostOptions {
+  // Who may call CliService's changing methods and ForwardService (access.h).
+  std::vector<std::string> admin_allow = AccessPolicy::default_rules();
+};
+
 class NodeHost {
  public:
-  // Binds ip:port (port 0 picks one) and starts the host's thread.
-  static storage::Status start(const std::string& ip, uint16_t port,
-                               std::unique_ptr<NodeHost>* out);
+  // Binds ip:port (port 0 picks one) and starts the host's thread. A malformed option is
+  // InvalidArgument.
+  static storage::Status start(const std::string& ip, uint16_t port, std::unique_ptr<NodeHost>* out,
+                               HostOptions options = {});
   ~NodeHost();
   uint16_t port() const { return port_; }
+  // The port's own metric families: connections, requests, refusals. Thread-safe.
+  std::vector<MetricFamily> metrics() const;
+  const AccessPolicy& access() const { return *access_; }
 
   // Opens the node's data directory, loads its snapshot into `sm`, and starts it.
   // Thread-safe.
@@ -222,12 +239,28 @@ class NodeHost {
   std::shared_ptr<Node> find(const std::string& group, const std::string& peer, int32_t* code,
                              std::string* text);
   std::string error_text(int32_t code, const std::string& message) const;
-  std::string http_status(const std::string& path);
+  // GET on the port: / (the status page), /status.json, /metrics, /raft_stat (status.cpp).
+  rpc::Server::HttpResponse http(const std::string& path);
+  std::string raft_stat(const std::string& group);
+  std::string status_json();
+  // Once a second: each leader's lag per peer, the status page's charts (status.cpp).
+  void sample_lag();
+  // Access control for a request to `service` (CliService, ForwardService): false (and the
+  // call answered EPERM, and counted) if its sender may not make it.
+  bool admitted(const rpc::Frame& frame, const std::string& service,
+                const rpc::Server::Respond& respond);
 
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_ = asio::make_work_guard(io_);
   std::shared_ptr<rpc::Server> server_;
   uint16_t port_ = 0;
+  std::string ip_;
+  std::optional<AccessPolicy> access_;
+  std::atomic<uint64_t> denied_cli_{0}, denied_forward_{0};
+  static constexpr size_t kLagHistory = 60;
+  std::unique_ptr<asio::steady_timer> sampler_;  // host thread
+  std::map<std::pair<std::string, core::PeerId>, std::map<core::PeerId, std::deque<uint64_t>>>
+      lag_history_;  // host thread
   std::shared_ptr<HostGate> gate_ = std::make_shared<HostGate>(io_);
   std::thread thread_;
   std::map<std::pair<std::string, core::PeerId>, std::shared_ptr<Node>> nodes_;  // host thread

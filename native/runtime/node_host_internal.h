@@ -10,6 +10,9 @@ namespace raftstore::runtime {
 
 using core::Envelope;
 
+// The status page's HTML, script and style (status_page.cpp): one file, no external assets.
+const std::string& status_page_html();
+
 template <typename Clock>
 inline uint64_t ms_of() {
   return static_cast<uint64_t>(
@@ -18,6 +21,12 @@ inline uint64_t ms_of() {
 }
 // Raft's timers: monotonic.
 inline uint64_t now_ms() { return ms_of<std::chrono::steady_clock>(); }
+// Metrics' clock.
+inline uint64_t monotonic_us() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
+}
 
 using rpc::kEAGAIN;
 using rpc::kEBUSY;

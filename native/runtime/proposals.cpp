@@ -58,7 +58,7 @@ void Replica::propose(std::string data, ProposeDone done, bool may_forward) {
     std::lock_guard<std::mutex> l(proposals_mu_);
     closed = proposals_closed_;
     if (!closed) {
-      queued_.push_back({std::move(data), std::move(done), may_forward});
+      queued_.push_back({std::move(data), std::move(done), may_forward, env_.now_us()});
       schedule = !flush_scheduled_;
       flush_scheduled_ = true;
     }
@@ -105,6 +105,17 @@ void Replica::flush_proposals() {
   auto results = core_->propose_batch(data, env_.now_ms());
   for (size_t i = 0; i < results.size(); ++i) {
     Queued& q = queued[i];
+    // Counted and timed when settled (on this thread, while the replica lives).
+    q.done = [this, started = q.queued_us, done = std::move(q.done)](core::Status st,
+                                                                     uint64_t index) {
+      if (st.ok()) {
+        ++metrics_.proposals_ok;
+        metrics_.proposal_commit.observe(env_.now_us() - started);
+      } else {
+        ++metrics_.proposals_failed;
+      }
+      done(std::move(st), index);
+    };
     bool elsewhere = !core_->leader().empty() && !(core_->leader() == opt_.self);
     if (results[i].status.code == core::Code::NotLeader && q.may_forward && elsewhere)
       forward(std::move(data[i]), std::move(q.done));
@@ -134,16 +145,23 @@ void Replica::forward_answered(const core::PeerId& leader, int32_t code, const s
                                const std::string& payload, ProposeDone done) {
   raftstore::wire::ForwardResponse resp;
   // Not connected: the request was never sent, so it was placed nowhere.
-  if (code == rpc::kEHOSTDOWN)
+  if (code == rpc::kEHOSTDOWN) {
+    ++metrics_.forwards_failed;
     return done(
         {core::Code::NotLeader, "leader " + leader.to_string() + " is not reachable: " + text}, 0);
-  if (code != 0 || !resp.ParseFromString(payload))
+  }
+  if (code != 0 || !resp.ParseFromString(payload)) {
+    ++metrics_.forwards_failed;
     return done({core::Code::LeaderChanged,
                  "forwarding to " + leader.to_string() +
                      " failed (the outcome is unknown): " + (code ? text : "bad response")},
                 0);
-  if (resp.success())
+  }
+  if (resp.success()) {
+    ++metrics_.forwards_ok;
     return forwarded_applied(static_cast<uint64_t>(resp.index()), std::move(done));
+  }
+  ++metrics_.forwards_failed;
   auto c = static_cast<core::Code>(resp.code());
   // The leader stopping, or a code it should not send: the outcome is unknown.
   if (c == core::Code::Ok || c == core::Code::Shutdown ||

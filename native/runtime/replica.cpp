@@ -62,15 +62,19 @@ void Replica::check_stuck_apply(uint64_t now) {
   if (core_->role() != core::Role::Leader || now - stuck_since_ms_ < opt_.stuck_apply_timeout_ms)
     return;
   stuck_since_ms_ = now;  // at most one attempt per period
-  ++stats_.stuck_transfers;
+  ++metrics_.stuck_apply_transfers;
+  log(LogLevel::Warn, "state machine stuck: handing leadership away",
+      {{"applied", std::to_string(applied)},
+       {"waiting", std::to_string(core_->applied_index() - applied)}});
   if (core_->transfer_leader(core::PeerId{}, now).ok()) drain();
 }
 
-void Replica::fail(const std::string& why) {
+void Replica::fail(const std::string& why, LogLevel level) {
   // A replica that cannot persist stops rather than acknowledge what it did not store.
   if (failed_) return;
   failed_ = true;
   failure_ = why;
+  log(level, "replica stopped", {{"reason", why}});
   if (!MUTANT(ProposalsOpenAfterStop)) {
     {
       std::lock_guard<std::mutex> l(proposals_mu_);
@@ -103,6 +107,7 @@ void Replica::drain() {
     took = true;
     env_.observe(rd);
     refresh_status();  // before the callbacks below: whoever they wake may read status()
+    note_changes(rd);
     if (rd.hard_state || rd.log_reset || rd.log_write || rd.compact_before) {
       Write w;
       w.hard_state = rd.hard_state;
@@ -116,6 +121,7 @@ void Replica::drain() {
     // durable, so a leader replicates while its own fsync is in flight.
     for (auto& m : rd.messages) send(std::move(m));
     if (!rd.committed.empty()) {
+      note_apply(rd.committed.back().index);
       sm_.apply(rd.committed);
       for (auto it = forwarded_.begin();
            it != forwarded_.end() && it->first <= rd.committed.back().index;) {
@@ -190,9 +196,82 @@ void Replica::read_index(bool lease, ReadDone done) {
   if (lease && (MUTANT(LeaseReadWithoutLease) || core_->lease_valid(now)))
     return done({}, core_->commit_index());
   uint64_t ctx = next_read_++;
-  reads_[ctx] = std::move(done);
+  reads_[ctx] = [this, started = env_.now_us(), done = std::move(done)](core::Status st,
+                                                                        uint64_t index) {
+    if (st.ok()) {
+      ++metrics_.reads_ok;
+      metrics_.read_index.observe(env_.now_us() - started);
+    } else {
+      ++metrics_.reads_failed;
+    }
+    done(std::move(st), index);
+  };
   core_->read_index(ctx, now);
   drain();
+}
+
+void Replica::log(LogLevel level, std::string message,
+                  std::vector<std::pair<std::string, std::string>> fields) {
+  bool to_sink = opt_.log && level >= opt_.log_level;
+  if (level < LogLevel::Info && !to_sink) return;
+  LogRecord r{level,
+              env_.wall_ms(),
+              opt_.group,
+              opt_.self.to_string(),
+              std::move(message),
+              std::move(fields)};
+  if (level >= LogLevel::Info) events_.push(r);
+  if (to_sink) opt_.log(r);
+}
+
+void Replica::note_changes(const core::Ready& rd) {
+  std::string term = std::to_string(core_->term());
+  if (rd.role_changed) {
+    core::Role role = core_->role();
+    if (role == core::Role::Candidate) {
+      ++metrics_.elections_started;
+      if (MUTANT(ElectionCountedAsWon)) ++metrics_.elections_won;
+      log(LogLevel::Info, "election started", {{"term", term}});
+    } else if (role == core::Role::Leader) {
+      ++metrics_.elections_won;
+      log(LogLevel::Info, "became leader", {{"term", term}});
+    } else {
+      log(LogLevel::Info, std::string("became ") + core::role_name(role), {{"term", term}});
+    }
+  }
+  if (rd.leader_changed && !core_->leader().empty()) {
+    ++metrics_.leader_changes;
+    log(LogLevel::Info, "leader changed",
+        {{"leader", core_->leader().to_string()}, {"term", term}});
+  }
+  const core::Configuration& conf = core_->conf();
+  if (!conf_known_ || !(conf == last_conf_)) {
+    std::vector<std::pair<std::string, std::string>> f = {{"peers", core::to_string(conf.peers)}};
+    if (conf.joint()) f.emplace_back("old_peers", core::to_string(conf.old_peers));
+    if (!conf.learners.empty()) f.emplace_back("learners", core::to_string(conf.learners));
+    log(conf_known_ ? LogLevel::Info : LogLevel::Debug,
+        conf_known_ ? "configuration changed" : "configuration", std::move(f));
+    last_conf_ = conf;
+    conf_known_ = true;
+  }
+}
+
+// Apply lag: when each batch went to the state machine, matched with report_applied. Only
+// state machines that report (the Node binding's) are measured; the queue is bounded so
+// one that never reports costs nothing.
+void Replica::note_apply(uint64_t last_index) {
+  std::lock_guard<std::mutex> l(apply_mu_);
+  if (apply_times_.size() < 4096) apply_times_.emplace_back(last_index, env_.now_us());
+}
+
+void Replica::report_applied(uint64_t index) {
+  reported_applied_.store(index);
+  uint64_t now = env_.now_us();
+  std::lock_guard<std::mutex> l(apply_mu_);
+  while (!apply_times_.empty() && apply_times_.front().first <= index) {
+    metrics_.apply_lag.observe(now - apply_times_.front().second);
+    apply_times_.pop_front();
+  }
 }
 
 core::NodeStatus Replica::status() {

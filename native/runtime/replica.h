@@ -12,6 +12,7 @@
 #pragma once
 
 #include <atomic>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -20,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "metrics.h"
 #include "proposals.h"
 #include "raft.h"
 #include "snapshot_transfer.h"
@@ -49,6 +51,11 @@ struct NodeOptions {
   // Shorter proposals are refused (InvalidArgument).
   bool stamp_leader_time = false;
   std::function<uint64_t()> wall_clock_ms;  // unset: the environment's wall clock
+  // Structured log records at `log_level` and above (metrics.h), on the replica's thread.
+  // Unset: only the status page's recent events keep them.
+  LogSink log;
+  LogLevel log_level = LogLevel::Info;
+  uint32_t slow_fsync_ms = 500;  // a log fsync slower than this is logged as a warning
 };
 inline constexpr size_t kLeaderTimeBytes = 8;
 
@@ -99,11 +106,18 @@ class LogDisk {
   virtual storage::Status apply_log(const core::Ready& log) = 0;
   virtual storage::Status sync_log() = 0;
   virtual storage::Status publish(const core::SnapshotMeta& meta, storage::SnapshotInfo* out) = 0;
+  virtual uint64_t now_us() { return 0; }  // a monotonic clock for WriteTimings
 };
 
 // Group commit: the writes of one batch, in order, with one log sync for all of them. An error
 // is returned (the replica stops); a failed snapshot publish is only recorded in its Write.
-storage::Status commit_writes(std::vector<Write>& batch, LogDisk& disk);
+// How long a batch took (LogDisk::now_us), and what it wrote.
+struct WriteTimings {
+  uint64_t append_us = 0, fsync_us = 0, entries = 0, bytes = 0;
+  bool synced = false;  // the batch touched the log and fsynced it
+};
+storage::Status commit_writes(std::vector<Write>& batch, LogDisk& disk,
+                              WriteTimings* timings = nullptr);
 
 // What a Replica needs from the world. The environment calls back into the replica
 // (Replica::answered, call_failed, written, ...) on the replica's thread, and never after
@@ -113,6 +127,8 @@ class ReplicaEnv {
   virtual ~ReplicaEnv() = default;
   virtual uint64_t now_ms() = 0;   // monotonic: Raft's timers
   virtual uint64_t wall_ms() = 0;  // ms since the epoch: leader time stamps
+  // The monotonic clock in µs, for metrics only (never for a decision). Thread-safe.
+  virtual uint64_t now_us() { return now_ms() * 1000; }
   // A function that runs work on the replica's thread soon, while the replica lives, and
   // returns false if it never will (the host is gone). Thread-safe, and safe to call after
   // the replica and this environment are gone: a state machine may finish a snapshot on
@@ -166,7 +182,7 @@ class Replica {
   // A connection from `peer` closed: its host may be gone.
   void peer_unreachable(const core::PeerId& peer);
   // The log writer committed `batch` (st: Ok, or why the replica must stop).
-  void written(storage::Status st, std::vector<Write> batch);
+  void written(storage::Status st, std::vector<Write> batch, const WriteTimings& timings = {});
 
   // Proposals. Thread-safe; `done` runs on the replica's thread once the entry is applied
   // here (or at once, on the caller's, if the host is gone). `may_forward`: a follower may
@@ -187,19 +203,18 @@ class Replica {
   // Takes a snapshot now; `done` once it is published (at once if nothing is new).
   void snapshot(std::function<void(storage::Status)> done);
 
-  // Stops: everything pending fails with Shutdown and `why`.
-  void fail(const std::string& why);
+  // Stops: everything pending fails with Shutdown and `why`, logged at `level` (an orderly
+  // shutdown is not an error).
+  void fail(const std::string& why, LogLevel level = LogLevel::Error);
   bool failed() const { return failed_; }
   const std::string& failure() const { return failure_; }
 
-  core::NodeStatus status();                                               // thread-safe
-  uint64_t snapshot_index() const { return published_index_; }             // thread-safe
-  void report_applied(uint64_t index) { reported_applied_.store(index); }  // thread-safe
-  struct SnapshotStats {
-    uint64_t installed = 0, failures = 0, stuck_transfers = 0;
-    std::string last_error;
-  };
-  const SnapshotStats& stats() const { return stats_; }
+  core::NodeStatus status();                                                 // thread-safe
+  uint64_t snapshot_index() const { return published_index_; }               // thread-safe
+  void report_applied(uint64_t index);                                       // thread-safe
+  const ReplicaMetrics& metrics() const { return metrics_; }                 // thread-safe
+  std::vector<LogRecord> recent_events() const { return events_.recent(); }  // thread-safe
+  const std::string& last_snapshot_error() const { return last_snapshot_error_; }
   const core::Raft& core() const { return *core_; }
   const NodeOptions& options() const { return opt_; }
 
@@ -223,6 +238,12 @@ class Replica {
   void advance_install(const core::SnapshotMeta& meta, const storage::Status& st);
   bool adopt_install(const core::SnapshotMeta& meta);
   void finish_snapshot(const storage::Status& st);
+  // A structured record: to the sink at its level, and (info and above) to recent events.
+  void log(LogLevel level, std::string message,
+           std::vector<std::pair<std::string, std::string>> fields = {});
+  // Counts and logs what a Ready says changed: role, leader, configuration.
+  void note_changes(const core::Ready& rd);
+  void note_apply(uint64_t last_index);  // entries up to here handed to the state machine
 
   ReplicaEnv& env_;
   ReplicaEnv::Post post_;
@@ -240,6 +261,7 @@ class Replica {
     std::string data;
     ProposeDone done;
     bool may_forward;
+    uint64_t queued_us;  // for the commit latency
   };
   std::vector<Queued> queued_;
   bool flush_scheduled_ = false;
@@ -258,7 +280,15 @@ class Replica {
   std::optional<storage::SnapshotInfo> published_;  // what followers are sent
   std::atomic<uint64_t> published_index_{0};
   uint64_t next_snapshot_ms_ = 0;
-  SnapshotStats stats_;
+  ReplicaMetrics metrics_;
+  EventRing events_;
+  std::string last_snapshot_error_;
+  uint64_t snapshot_started_us_ = 0;
+  core::Configuration last_conf_;  // as last logged
+  bool conf_known_ = false;
+  // Apply batches handed out and not yet reported applied: (last index, when), oldest first.
+  std::mutex apply_mu_;
+  std::deque<std::pair<uint64_t, uint64_t>> apply_times_;
   // The stuck-apply guard (reported_applied_ from any thread).
   std::atomic<uint64_t> reported_applied_{0};
   uint64_t stuck_seen_applied_ = 0;

@@ -22,6 +22,7 @@ void Replica::start_snapshot() {
   std::string dir;
   if (auto st = env_.begin_snapshot(&dir); !st.ok()) return finish_snapshot(st);
   snapshot_op_ = SnapshotOp::Saving;
+  snapshot_started_us_ = env_.now_us();
   sm_.save(dir, [this, post = post_, meta = *meta](storage::Status st) {
     post([this, st, meta] { snapshot_saved(st, meta); });
   });
@@ -48,12 +49,17 @@ void Replica::start_install(const core::SnapshotInstall& install) {
   else
     st = env_.begin_snapshot(&dir);
   if (!st.ok()) {
-    ++stats_.failures;
-    stats_.last_error = st.message;
+    ++metrics_.snapshot_failures;
+    last_snapshot_error_ = st.message;
+    log(LogLevel::Warn, "snapshot install refused", {{"error", st.message}});
     core_->snapshot_installed(install.meta, false);
     return;
   }
   snapshot_op_ = SnapshotOp::Installing;
+  snapshot_started_us_ = env_.now_us();
+  log(LogLevel::Info, "installing a snapshot from the leader",
+      {{"index", std::to_string(install.meta.last_included_index)},
+       {"from", install.leader.to_string()}});
   install_order_ = InstallOrder{};
   // Each chunk gets an election timeout (at least 500 ms): a stalled copy fails and is
   // retried by the leader, instead of holding the replica for the whole install deadline.
@@ -98,9 +104,19 @@ void Replica::snapshot_published(const Write& w) {
   if (st.ok()) {
     published_ = w.published;
     published_index_ = published_->meta.last_included_index;
+    metrics_.snapshot_bytes = published_->bytes;
   }
   if (!w.installed) {
-    if (st.ok()) core_->snapshot_taken(meta);  // the log below it may go now
+    if (st.ok()) {
+      core_->snapshot_taken(meta);  // the log below it may go now
+      uint64_t took = env_.now_us() - snapshot_started_us_;
+      ++metrics_.snapshots_taken;
+      metrics_.snapshot_take.observe(took);
+      log(LogLevel::Info, "snapshot taken",
+          {{"index", std::to_string(meta.last_included_index)},
+           {"bytes", std::to_string(published_->bytes)},
+           {"ms", std::to_string(took / 1000)}});
+    }
     return finish_snapshot(st);
   }
   install_order_.published(st.ok());
@@ -135,7 +151,13 @@ bool Replica::adopt_install(const core::SnapshotMeta& meta) {
                it->first);
     it = forwarded_.erase(it);
   }
-  ++stats_.installed;
+  uint64_t took = env_.now_us() - snapshot_started_us_;
+  ++metrics_.snapshots_installed;
+  metrics_.snapshot_install.observe(took);
+  log(LogLevel::Info, "snapshot installed",
+      {{"index", std::to_string(meta.last_included_index)},
+       {"bytes", std::to_string(published_->bytes)},
+       {"ms", std::to_string(took / 1000)}});
   return true;
 }
 
@@ -143,8 +165,10 @@ void Replica::finish_snapshot(const storage::Status& st) {
   bool was_install = snapshot_op_ == SnapshotOp::Installing;
   snapshot_op_ = SnapshotOp::None;
   if (!st.ok()) {
-    ++stats_.failures;
-    stats_.last_error = st.message;
+    ++metrics_.snapshot_failures;
+    last_snapshot_error_ = st.message;
+    log(LogLevel::Warn, was_install ? "snapshot install failed" : "snapshot failed",
+        {{"error", st.message}});
   }
   if (!was_install) {
     refresh_status();  // a waiter may read status() at once: the compaction must show

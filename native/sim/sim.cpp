@@ -474,6 +474,8 @@ struct Node {
   std::unique_ptr<Copy> copy;
   uint64_t next_copy = 0;
   Configuration initial_conf;
+  // What this incarnation's Readies showed, to check the replica's metrics against.
+  uint64_t seen_elections_started = 0, seen_elections_won = 0, seen_leader_changes = 0;
   const Raft& core() const { return replica->core(); }
 };
 
@@ -644,6 +646,7 @@ class World {
 
   void boot(Node& n);
   void crash(Node& n);
+  void check_metrics(Node& n);
   // The environment of node n's replica (SimEnv forwards here).
   void call(Node& n, Envelope req, uint32_t timeout_ms);
   void forward(Node& n, const PeerId& leader, std::shared_ptr<const std::string> data,
@@ -820,6 +823,7 @@ void World::boot(Node& n) {
   };
   sm.load = [this, &n](const std::string& path) { return load(n, path); };
   n.replica = std::make_unique<runtime::Replica>(*n.env, std::move(o), std::move(sm));
+  n.seen_elections_started = n.seen_elections_won = n.seen_leader_changes = 0;
   schedule(now_ + rng_.range(1, 5), TickEvent{n.id, n.epoch});
   trace("node " + std::to_string(n.id) + " boots term=" + std::to_string(n.disk.hs.term) +
         " log=" + std::to_string(n.disk.log.size()) + " snapshot=" +
@@ -1247,6 +1251,20 @@ void World::check_log(Node& n, const LogWrite& w) {
   }
 }
 
+// The replica's metrics agree with what its Readies showed in this incarnation.
+void World::check_metrics(Node& n) {
+  if (!result_.ok) return;
+  const runtime::ReplicaMetrics& m = n.replica->metrics();
+  auto expect = [&](const char* what, uint64_t got, uint64_t seen) {
+    if (result_.ok && got != seen)
+      fail(std::string("metrics: node ") + std::to_string(n.id) + " counts " + std::to_string(got) +
+           " " + what + ", its Readies showed " + std::to_string(seen));
+  };
+  expect("elections started", m.elections_started, n.seen_elections_started);
+  expect("elections won", m.elections_won, n.seen_elections_won);
+  expect("leader changes", m.leader_changes, n.seen_leader_changes);
+}
+
 void World::check_leader(Node& n) {
   const Raft& c = n.core();
   uint64_t term = c.term();
@@ -1280,6 +1298,9 @@ void World::observe(Node& n, const Ready& rd) {
     trace("node " + std::to_string(n.id) + " is " + role_name(c.role()) + " term " +
           std::to_string(c.term()) + " leader " + c.leader().to_string());
   if (rd.role_changed && c.role() == Role::Leader) check_leader(n);
+  if (rd.role_changed && c.role() == Role::Leader) ++n.seen_elections_won;
+  if (rd.role_changed && c.role() == Role::Candidate) ++n.seen_elections_started;
+  if (rd.leader_changed && !c.leader().empty()) ++n.seen_leader_changes;
   if (!healed_ && rd.role_changed && c.role() == Role::Candidate &&
       rng_.chance(s_.p_replay_on_election)) {
     auto& h = history_[n.id];
@@ -1695,6 +1716,7 @@ Result World::run() {
     if (n->replica) {
       const auto& c = n->core().counters();
       result_.dropped_invalid += c.total();
+      check_metrics(*n);
     }
   return result_;
 }

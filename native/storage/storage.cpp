@@ -867,6 +867,11 @@ Status SnapshotStore::read_info(const std::string& path, SnapshotInfo* out) {
   if (!decode_snapshot_info(msg, out) || out->meta.last_included_index == 0)
     return err(Code::CorruptLog, meta_path + ": malformed LocalSnapshotPbMeta");
   out->path = path;
+  for (const auto& f : out->files) {
+    std::error_code ec;
+    auto size = fs::file_size(path + "/" + f.name, ec);
+    if (!ec) out->bytes += size;
+  }
   return Status{};
 }
 
@@ -969,6 +974,7 @@ Status SnapshotStore::publish(const core::SnapshotMeta& meta, const SnapshotInfo
     SnapshotFile f{name, 0};
     if (auto st = crc_of_file(temp + "/" + name, &f.crc32c, true); !st.ok()) return st;
     info.files.push_back(std::move(f));
+    info.bytes += ent.file_size(ec);
   }
   if (ec) return err(Code::Io, "list " + temp + ": " + ec.message());
   std::sort(info.files.begin(), info.files.end(),

@@ -160,7 +160,8 @@ struct SnapshotFile {
 struct SnapshotInfo {
   core::SnapshotMeta meta;
   std::vector<SnapshotFile> files;
-  std::string path;  // the published directory
+  std::string path;    // the published directory
+  uint64_t bytes = 0;  // the files' sizes (not stored: measured when published or read)
 };
 
 // The snapshot's own meta file, also what FileService serves first to a copying follower.

@@ -122,7 +122,7 @@ TEST(Sim, CatchesMutantsInTheRuntime) {
   for (auto [m, seed] :
        {Case{Mutant::SkipGroupSync, 2}, Case{Mutant::AckForwardedBeforeLocalApply, 1},
         Case{Mutant::LeaseReadWithoutLease, 6}, Case{Mutant::ProposalsOpenAfterStop, 1},
-        Case{Mutant::InstallProgressIgnored, 40}}) {
+        Case{Mutant::InstallProgressIgnored, 40}, Case{Mutant::ElectionCountedAsWon, 1}}) {
     Scenario s = Scenario::from_seed(seed);
     s.mutant = m;
     Result r = run(s);

@@ -173,7 +173,10 @@ TEST_F(TransportTest, MalformedFrameClosesOnlyItsConnection) {
 }
 
 TEST_F(TransportTest, HttpGetIsAnsweredOnTheSamePort) {
-  Serve(Echo(), [](const std::string& path) { return "status of " + path + "\n"; });
+  Serve(Echo(), [](const std::string& path) {
+    return Server::HttpResponse{path == "/raft_stat" ? 200 : 404, "text/plain; charset=utf-8",
+                                "status of " + path + "\n"};
+  });
   asio::io_context io;
   tcp::socket s(io);
   s.connect(Endpoint());
