@@ -1,9 +1,12 @@
 // What an operator sees: /metrics, node.metrics() and prom-client, structured logs, and
 // the access list on administrative calls.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
 import { Registry, Counter as PromCounter } from 'prom-client';
 import {
   RaftError, RaftNode, registerMetrics, stderrLogger, type Entry, type LogFields, type Logger, type MetricFamily,
@@ -154,6 +157,9 @@ describe('observability: metrics, logs, access list', function () {
     assert.equal(value(fm.get('raftstore_read_index_seconds'), 'raftstore_read_index_seconds_count'), 1);
     // node.metrics() names the same families as /metrics, described the same way.
     for (const f of leader.metrics()) assert.deepEqual(families.get(f.name), { type: f.type, help: f.help }, f.name);
+    // docs/observability.md lists every family.
+    const doc = readFileSync(fileURLToPath(new URL('../docs/observability.md', import.meta.url)), 'utf8');
+    for (const name of families.keys()) assert.ok(doc.includes(`| \`${name}\` |`), `docs/observability.md lists ${name}`);
     const first = nodes[0]!;
     assert.ok(first.metrics().length > 30);
     await first.close();
@@ -201,6 +207,26 @@ describe('observability: metrics, logs, access list', function () {
     // The same records, info and above, for the status page.
     assert.ok(next.events().some((e) => e.message === 'became leader' && e.level === 'info' && e.fields.term === String(next.term)));
     assert.ok(loggers[li]!.records.some((r) => r.message === 'replica stopped' && r.level === 'info'), 'an orderly close is no error');
+  });
+
+  it('takes a pino logger as it is', async () => {
+    const lines: string[] = [];
+    const sink = new Writable({ write(chunk, _enc, done) { lines.push(...String(chunk).split('\n').filter(Boolean)); done(); } });
+    dir = mkdtempSync(join(tmpdir(), 'raftstore-obs-'));
+    const node = new RaftNode<number>({
+      group: 'pino', config: `127.0.0.1:${base + 26}:0`, port: base + 26, dir, stateMachine: new Counter(),
+      logger: pino({ level: 'debug' }, sink).child({ app: 'test' }), logLevel: 'info',
+    });
+    nodes = [node];
+    await node.start();
+    await until('a pino record', () => lines.some((l) => l.includes('became leader')));
+    const rec = JSON.parse(lines.find((l) => l.includes('became leader'))!) as Record<string, unknown>;
+    assert.equal(rec.msg, 'became leader');
+    assert.equal(rec.level, 30); // pino's info
+    assert.equal(rec.group, 'pino');
+    assert.equal(rec.peer, node.id);
+    assert.equal(rec.term, String(node.term));
+    assert.equal(rec.app, 'test', 'a child logger keeps its bindings');
   });
 
   it('filters by level, reads RAFTSTORE_LOG, and writes one line per record by default', async () => {

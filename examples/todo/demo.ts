@@ -80,6 +80,9 @@ class Replica {
     const child = fork(replicaScript, this.args, {
       execArgv: ['--import', 'tsx'],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      // The engine's own records (elections, leader changes) would interleave with the
+      // demo's story: warnings only, unless RAFTSTORE_LOG asks for more.
+      env: { ...process.env, RAFTSTORE_LOG: process.env.RAFTSTORE_LOG ?? 'warn' },
     });
     this.child = child;
     return new Promise<void>((resolveStart, rejectStart) => {
@@ -226,6 +229,7 @@ async function main(): Promise<void> {
   const first = await leaderOf(replicas, 0, 10_000 + 10 * et);
   const followers = replicas.filter((r) => r !== first.leader);
   say(`${first.leader.port} is the leader (term ${first.term}); ${names(followers)} follow it`);
+  say(`each replica's live status page: http://127.0.0.1:${first.leader.port}/ (and the other ports); metrics at /metrics`);
   const earlier = (await first.leader.list()).length;
   if (earlier > 0) say(`${earlier} todos from an earlier run are already there`);
 

@@ -133,6 +133,10 @@ std::vector<MetricFamily> collect_metrics(const std::string& group, const core::
   b.gauge("raftstore_commit_index", "The highest index known committed", d(s.commit_index));
   b.gauge("raftstore_applied_index", "The highest index handed to the state machine",
           d(s.applied_index));
+  b.gauge("raftstore_state_machine_applied_index",
+          "The highest index the state machine reported applied (JavaScript's; 0 if it does "
+          "not report)",
+          d(m.state_machine_applied));
   b.gauge("raftstore_snapshot_index", "The index of the newest published snapshot",
           d(snapshot_index));
   b.gauge("raftstore_voters", "Voters in the replica's configuration (both sets when joint)",

@@ -60,6 +60,7 @@ struct ReplicaMetrics {
   Counter snapshot_bytes{0};  // the newest published snapshot's files
   Counter stuck_apply_transfers{0};
   Counter log_batches{0};
+  Counter state_machine_applied{0};  // as the state machine last reported (report_applied)
   Histogram proposal_commit{kLatencyBuckets};  // proposed here -> applied here
   Histogram log_append{kLatencyBuckets};       // one writer batch's writes (without fsync)
   Histogram log_fsync{kLatencyBuckets};        // one writer batch's fsync

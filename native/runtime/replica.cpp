@@ -266,6 +266,7 @@ void Replica::note_apply(uint64_t last_index) {
 
 void Replica::report_applied(uint64_t index) {
   reported_applied_.store(index);
+  metrics_.state_machine_applied = index;
   uint64_t now = env_.now_us();
   std::lock_guard<std::mutex> l(apply_mu_);
   while (!apply_times_.empty() && apply_times_.front().first <= index) {
