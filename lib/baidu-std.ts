@@ -5,6 +5,7 @@
 // for the whole call including retries (-1 = none), a 200 ms connect timeout, and retries
 // only for the errors brpc's default policy retries.
 import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { gunzipSync, inflateSync } from 'node:zlib';
 import { RaftError, type RaftErrorCode } from './errors.js';
 
@@ -282,6 +283,12 @@ export function socketErrorText(err: Error): string {
   return (code !== undefined && Object.hasOwn(SOCKET_TEXT, code) ? SOCKET_TEXT[code] : undefined) ?? err.message;
 }
 
+/** How a client's connections are made. */
+export interface LinkOptions {
+  localAddress?: string;
+  tls?: { ca: Buffer; cert: Buffer; key: Buffer };
+}
+
 class Connection {
   readonly #socket: Socket;
   readonly #name: string;
@@ -294,16 +301,20 @@ class Connection {
   /** Resolves once connected; rejects with the AttemptError that ended the connection. */
   readonly ready: Promise<void>;
 
-  constructor(ep: Endpoint, connectTimeoutMs: number, maxBody: number, localAddress: string | undefined, onDead: () => void) {
+  constructor(ep: Endpoint, connectTimeoutMs: number, maxBody: number, link: LinkOptions, onDead: () => void) {
     this.#name = `${ep.host}:${ep.port}`;
     this.#maxBody = maxBody;
-    this.#socket = connect({ host: ep.host, port: ep.port, ...(localAddress ? { localAddress } : {}) });
+    const where = { host: ep.host, port: ep.port, ...(link.localAddress ? { localAddress: link.localAddress } : {}) };
+    // Replicas are named by address and trusted by their CA: no host name check.
+    this.#socket = link.tls
+      ? tlsConnect({ ...where, ...link.tls, checkServerIdentity: () => undefined, minVersion: 'TLSv1.2' })
+      : connect(where);
     this.#socket.setNoDelay(true);
     this.ready = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#fail(new AttemptError(RpcCode.ETIMEDOUT, `Fail to connect ${this.#name}: Connection timed out`));
       }, connectTimeoutMs);
-      this.#socket.once('connect', () => {
+      this.#socket.once(link.tls ? 'secureConnect' : 'connect', () => {
         clearTimeout(timer);
         this.#connected = true;
         resolve();
@@ -431,14 +442,17 @@ function rpcErrorOf(e: AttemptError): RpcError {
 export class BaiduStdClient {
   readonly #connections = new Map<string, Connection>();
   readonly #maxBody: number;
-  readonly #localAddress: string | undefined;
+  readonly #link: LinkOptions;
   #nextId = 1n;
   #closed = false;
 
-  /** `localAddress`: the source address of its connections (the kernel picks one by default). */
-  constructor(options: { maxBodySize?: number; localAddress?: string } = {}) {
+  /**
+   * `localAddress`: the source address of its connections (the kernel picks one by default).
+   * `tls`: mutual TLS with these PEM contents (a raftstore port started with `tls`).
+   */
+  constructor(options: { maxBodySize?: number } & LinkOptions = {}) {
     this.#maxBody = options.maxBodySize ?? DEFAULT_MAX_BODY;
-    this.#localAddress = options.localAddress;
+    this.#link = { ...(options.localAddress ? { localAddress: options.localAddress } : {}), ...(options.tls ? { tls: options.tls } : {}) };
   }
 
   /**
@@ -536,7 +550,7 @@ export class BaiduStdClient {
     const key = `${ep.host}:${ep.port}`;
     const existing = this.#connections.get(key);
     if (existing && !existing.dead) return existing;
-    const conn: Connection = new Connection(ep, connectTimeoutMs, this.#maxBody, this.#localAddress, () => {
+    const conn: Connection = new Connection(ep, connectTimeoutMs, this.#maxBody, this.#link, () => {
       if (this.#connections.get(key) === conn) this.#connections.delete(key);
     });
     this.#connections.set(key, conn);

@@ -6,7 +6,9 @@
 // glog's prefix. A failure is one line `<RaftError code>: <braft_cli's message>`, so
 // scripts can branch on the code; the text after the code is braft_cli's. Results meant
 // for scripts (get_leader's leader id, status's table) go to stdout.
+import { readFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import {
   BaiduStdClient, ProtoError, ProtoWriter, RpcCode, RpcError, decodeFields, socketErrorText, stringField,
   stringsField, type CallOptions, type Endpoint,
@@ -22,7 +24,7 @@ export interface CliIo {
 /** braft_cli's exit status for every failure (its main returns -1). */
 export const EXIT_FAILURE = 255;
 
-const FLAG_NAMES = ['group', 'conf', 'peer', 'new_peers', 'timeout_ms', 'max_retry'] as const;
+const FLAG_NAMES = ['group', 'conf', 'peer', 'new_peers', 'timeout_ms', 'max_retry', 'tls_ca', 'tls_cert', 'tls_key'] as const;
 type FlagName = (typeof FLAG_NAMES)[number];
 
 const USAGE = `Usage: raftstore [Command] [OPTIONS...]
@@ -38,6 +40,9 @@ Command:
 Options:
   --timeout_ms=N   timeout of the operation in ms, -1 = none (default -1)
   --max_retry=N    max retry times of each operation (default 3)
+  --tls_ca=FILE --tls_cert=FILE --tls_key=FILE
+                   mutual TLS with a cluster started with tls (PEM files: the cluster's CA,
+                   a certificate it signed, and that certificate's key)
 `;
 
 // Each command's required flags, in the order braft_cli checks them (its first missing
@@ -61,6 +66,7 @@ interface Options {
   new_peers: string;
   timeoutMs: number;
   maxRetry: number;
+  tls: { ca: Buffer; cert: Buffer; key: Buffer } | undefined;
 }
 
 // braft_cli's get_leader probes use brpc's channel defaults, whatever the flags say.
@@ -100,11 +106,14 @@ export async function runCli(argv: string[], io: CliIo = {
   }
   const required = COMMANDS.get(command);
   if (required === undefined) return report(io, badArgument(`Unknown command \`${command}'`));
-  const client = new BaiduStdClient();
+  const client = new BaiduStdClient(o.tls ? { tls: o.tls } : {});
   try {
     for (const flag of required) if (o[flag] === '') throw badArgument(`${command} requires --${flag}`);
     return await run(command, o, client, io);
   } catch (e) {
+    // A TLS port drops a plaintext client without a word: say what may be missing.
+    if (!o.tls && e instanceof RaftError && /Got EOF|ECONNRESET|Connection reset/.test(e.message))
+      e.message += ' (if the cluster runs with TLS, pass --tls_ca, --tls_cert and --tls_key)';
     return report(io, e);
   } finally {
     client.close();
@@ -167,7 +176,23 @@ function options(v: Partial<Record<FlagName, string>>): Options {
     timeoutMs: int32('timeout_ms', v.timeout_ms, -1, (n) => n === -1 || n > 0,
       '-1 (no timeout) or a whole number of milliseconds from 1 to 2147483647'),
     maxRetry: int32('max_retry', v.max_retry, 3, (n) => n >= 0, 'a whole number from 0 to 2147483647'),
+    tls: tlsFlags(v),
   };
+}
+
+function tlsFlags(v: Partial<Record<FlagName, string>>): Options['tls'] {
+  const given = (['tls_ca', 'tls_cert', 'tls_key'] as const).filter((f) => v[f] !== undefined);
+  if (given.length === 0) return undefined;
+  if (given.length < 3)
+    throw new RaftError('ERR_RAFT_BAD_CONFIG', `TLS needs all of --tls_ca, --tls_cert and --tls_key; got only ${given.map((f) => `--${f}`).join(', ')}`);
+  const read = (flag: 'tls_ca' | 'tls_cert' | 'tls_key'): Buffer => {
+    try {
+      return readFileSync(v[flag] as string);
+    } catch (e) {
+      throw new RaftError('ERR_RAFT_BAD_CONFIG', `Fail to read --${flag}=\`${v[flag]}': ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+    }
+  };
+  return { ca: read('tls_ca'), cert: read('tls_cert'), key: read('tls_key') };
 }
 
 function int32(flag: string, text: string | undefined, fallback: number, ok: (n: number) => boolean,
@@ -380,7 +405,7 @@ async function status(o: Options, conf: PeerId[], io: CliIo): Promise<number> {
     const id = peer.toString();
     let text: string;
     try {
-      text = await fetchStat(peer, o.group, timeoutMs);
+      text = await fetchStat(peer, o.group, timeoutMs, o.tls);
     } catch (e) {
       io.stderr(`${id}: unreachable: ${socketErrorText(e as Error)}\n`);
       return [id, 'unreachable', '-', '-', '-', '-', '-'];
@@ -421,13 +446,14 @@ function table(header: string[], rows: string[][]): string {
   return [header, ...rows].map(line).join('');
 }
 
-function fetchStat(peer: PeerId, group: string, timeoutMs: number): Promise<string> {
+function fetchStat(peer: PeerId, group: string, timeoutMs: number, tls: Options['tls']): Promise<string> {
   return new Promise<string>((resolve, reject) => {
-    const req = httpRequest({
+    const where = {
       host: peer.address, port: peer.port, method: 'GET', agent: false,
       path: `/raft_stat/${encodeURIComponent(group)}`,
       // A browser-like User-Agent makes brpc answer HTML; none gets plain text.
-    }, (res) => {
+    } as const;
+    const req = (tls ? httpsRequest : httpRequest)(tls ? { ...where, ...tls, checkServerIdentity: () => undefined } : where, (res) => {
       const chunks: Buffer[] = [];
       let size = 0;
       res.on('data', (c: Buffer) => {

@@ -8,6 +8,7 @@ export type {
   ReadBarrierOptions, SnapshotEvent, ConfChange, Configuration,
 } from './raft-node.js';
 export { registerMetrics, stderrLogger } from './observability.js';
+export type { TlsFiles } from './native.js';
 export type { Logger, LogLevel, LogFields, LogEvent, MetricFamily, MetricSample, MetricsSource, PromRegistry, PromMetric } from './observability.js';
 export { StoreError } from './errors.js';
 export type { StoreErrorCode } from './errors.js';

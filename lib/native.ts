@@ -45,6 +45,13 @@ export interface NativeStatus {
  *  fields). */
 export type NativeCallback = (kind: string, a: unknown, b: unknown, c: unknown) => void;
 
+/** PEM files: the CA that signs every replica's and client's certificate, this one's certificate and its key. */
+export interface TlsFiles {
+  ca: string;
+  cert: string;
+  key: string;
+}
+
 export interface NativeHost {
   close(): void;
   metrics(): MetricFamily[];
@@ -72,7 +79,7 @@ export interface NativeNode {
 }
 
 interface Binding {
-  Host: new (ip: string, port: number, adminAllow: string[]) => NativeHost;
+  Host: new (ip: string, port: number, adminAllow: string[], tls: TlsFiles | undefined) => NativeHost;
   Node: new (host: NativeHost, options: NativeNodeOptions, callback: NativeCallback) => NativeNode;
 }
 

@@ -10,7 +10,7 @@ import { LOG_LEVELS, resolveLogLevel, stderrLogger } from './observability.js';
 import type { LogEvent, LogLevel, Logger, MetricFamily } from './observability.js';
 import { RaftError, fromNative } from './errors.js';
 import { parseConfiguration, parsePeerId } from './peer.js';
-import { binding, type ConfChange, type NativeHost, type NativeNode, type NativeStatus } from './native.js';
+import { binding, type ConfChange, type NativeHost, type NativeNode, type NativeStatus, type TlsFiles } from './native.js';
 
 export type { ConfChange } from './native.js';
 
@@ -135,6 +135,14 @@ export interface RaftNodeOptions<R = unknown> {
    * name the same list.
    */
   adminAllow?: string[];
+  /**
+   * Mutual TLS for this port and everything its replicas send: PEM file paths of the CA, this
+   * replica's certificate (signed by the CA) and its key. Peers and clients without a
+   * certificate the CA signed are refused. Replaced files take effect for new connections
+   * within a second, without a restart. Default: plain TCP (what braft_cli speaks). Every group
+   * on one port must name the same files.
+   */
+  tls?: TlsFiles;
 }
 
 export interface ProposeOptions {
@@ -188,20 +196,23 @@ interface Pending<R> {
 }
 
 // One native host per ip:port in this process, shared by the groups on that port.
-const hosts = new Map<string, { host: NativeHost; users: number; adminAllow: string }>();
+const hosts = new Map<string, { host: NativeHost; users: number; adminAllow: string; tls: string }>();
 
-function acquireHost(ip: string, port: number, adminAllow: string[]): NativeHost {
+function acquireHost(ip: string, port: number, adminAllow: string[], tls: TlsFiles | undefined): NativeHost {
   const key = `${ip}:${port}`;
+  const tlsKey = tls ? `${tls.ca}|${tls.cert}|${tls.key}` : 'plain';
   let entry = hosts.get(key);
   if (!entry) {
     try {
-      entry = { host: new binding.Host(ip, port, adminAllow), users: 0, adminAllow: adminAllow.join(',') };
+      entry = { host: new binding.Host(ip, port, adminAllow, tls), users: 0, adminAllow: adminAllow.join(','), tls: tlsKey };
     } catch (err) {
       throw fromNative(err);
     }
     hosts.set(key, entry);
   } else if (entry.adminAllow !== adminAllow.join(',')) {
     bad(`adminAllow [${adminAllow.join(', ')}] differs from [${entry.adminAllow}] of the other groups on ${key}`);
+  } else if (entry.tls !== tlsKey) {
+    bad(`tls differs from the other groups' on ${key}: one port is either TLS with one set of files, or plain`);
   }
   entry.users += 1;
   return entry.host;
@@ -246,6 +257,7 @@ interface Validated {
   maxPendingProposals: number;
   logger: Logger;
   adminAllow: string[];
+  tls: TlsFiles | undefined;
   native: ConstructorParameters<typeof binding.Node>[1];
 }
 
@@ -283,12 +295,16 @@ function validate<R>(o: RaftNodeOptions<R>): Validated {
   const adminAllow = o.adminAllow ?? ['loopback', 'peers'];
   if (!Array.isArray(adminAllow) || adminAllow.some((r) => typeof r !== 'string'))
     bad(`adminAllow must be an array of strings such as ['loopback', 'peers', '10.0.0.0/8'], got ${shown(adminAllow)}`);
+  const tls = o.tls;
+  if (tls !== undefined && (typeof tls !== 'object' || tls === null || (['ca', 'cert', 'key'] as const).some((k) => typeof tls[k] !== 'string' || tls[k] === '')))
+    bad('tls must be { ca, cert, key }: the paths of PEM files (the CA, this replica\'s certificate and its key)');
   return {
     ip,
     self: self.toString(),
     maxPendingProposals: integer('maxPendingProposals', o.maxPendingProposals, 1, 1e8, 100_000),
     logger,
     adminAllow,
+    tls,
     native: {
       group: o.group,
       self: self.toString(),
@@ -351,7 +367,7 @@ export class RaftNode<R = unknown> extends EventEmitter<RaftNodeEvents> {
    */
   async start(): Promise<void> {
     if (this.#state !== 'new') throw new RaftError('ERR_RAFT_SHUTDOWN', `node ${this.id} was already started`);
-    const host = acquireHost(this.#options.ip, this.#port, this.#options.adminAllow);
+    const host = acquireHost(this.#options.ip, this.#port, this.#options.adminAllow, this.#options.tls);
     this.#host = host;
     try {
       this.#node = new binding.Node(host, this.#options.native, (kind, a, b, c) => this.#onNative(kind, a, b, c));

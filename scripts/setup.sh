@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-packages=(g++ cmake ninja-build ccache libprotobuf-dev protobuf-compiler libasio-dev)
+packages=(g++ cmake ninja-build ccache libprotobuf-dev protobuf-compiler libasio-dev libssl-dev)
 tests_only=false
 if [[ ${1:-} == --tests ]]; then
   tests_only=true
@@ -15,6 +15,7 @@ if [[ ${1:-} == --tests ]]; then
     clang-14 libclang-rt-14-dev  # clang only for the libFuzzer target
     g++-aarch64-linux-gnu qemu-user debootstrap curl xz-utils  # the prebuilds (scripts/prebuild/)
     chromium  # the status page test (with playwright-core from npm)
+    openssl  # test certificates (test/fixtures/make-certs.sh)
     etcd-server)  # only for `npm run bench:node` and `bench:kv` (etcd as the comparison); no test uses it
 elif [[ -n ${1:-} ]]; then
   echo "setup: unexpected argument '$1' (usage: bash scripts/setup.sh [--tests])" >&2

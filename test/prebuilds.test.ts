@@ -10,6 +10,9 @@ import { fileURLToPath } from 'node:url';
 const root = fileURLToPath(new URL('..', import.meta.url));
 
 // The C library's own objects; everything else (protobuf, zlib, libstdc++, libgcc) is inside.
+// OpenSSL's public function names (libssl's and libcrypto's prefixes).
+const OPENSSL_SYMBOL = /^(SSL_|SSL_CTX_|TLS_|DTLS_|X509_|X509V3_|ERR_|BIO_|OPENSSL_|OpenSSL_|PEM_|EVP_|CRYPTO_|CONF_|ASN1_|OBJ_|BN_|DH_|EC_|RSA_|d2i_|i2d_|sk_)/;
+
 const ALLOWED_NEEDED = new Set([
   'libc.so.6', 'libm.so.6', 'libpthread.so.0', 'libdl.so.2', 'librt.so.1',
   'ld-linux-x86-64.so.2', 'ld-linux-aarch64.so.1',
@@ -68,8 +71,10 @@ describe('prebuilds', function () {
           .filter((f) => f.length >= 8 && /^\d+:$/.test(f[0] ?? ''));
         // An unversioned strong reference would be looked up in whatever the loading process
         // has: a newer-glibc-only symbol (the kind a static libstdc++ brings) fails to load.
+        // Node-API's and OpenSSL's are the exceptions: Node itself provides both (TLS uses the
+        // OpenSSL 3 that Node carries; native/rpc/tls.h).
         const loose = syms.filter((f) => f[6] === 'UND' && f[4] !== 'WEAK' && f[7] !== undefined && !f[7].includes('@')
-          && !/^(napi_|node_api_)/.test(f[7])).map((f) => f[7]);
+          && !/^(napi_|node_api_)/.test(f[7]) && !OPENSSL_SYMBOL.test(f[7])).map((f) => f[7]);
         assert.deepEqual(loose, []);
         const exported = syms.filter((f) => f[6] !== 'UND' && f[4] === 'GLOBAL').map((f) => f[7]).sort();
         assert.deepEqual(exported, ['napi_register_module_v1', 'node_api_module_get_api_version_v1']);
@@ -84,16 +89,19 @@ describe('prebuilds', function () {
     });
   }
 
-  it('linux-arm64 elects and replicates under qemu-user with Debian\'s arm64 Node', () => {
+  it('linux-arm64 elects and replicates under qemu-user with Debian\'s arm64 Node, over mutual TLS', () => {
     const armRoot = join(root, 'build/qemu/arm64-root');
     assert.ok(existsSync(join(armRoot, 'usr/bin/node')), 'run scripts/prebuild/arm64-node.sh (npm test does)');
     const data = mkdtempSync(join(tmpdir(), 'raftstore-arm64-'));
     try {
+      // TLS too: the prebuild is compiled against the build machine's OpenSSL headers and uses
+      // the OpenSSL of the Node that loads it (here Debian's arm64 Node and its libssl3).
+      execFileSync('bash', [join(root, 'test/fixtures/make-certs.sh'), join(data, 'certs')]);
       const out = execFileSync('qemu-aarch64', ['-L', armRoot, join(armRoot, 'usr/bin/node'),
         join(root, 'test/fixtures/smoke-cluster.mjs'), root, String(PORT), data, '200'],
       // Only prebuilds: build/Release holds this machine's own (x64) build.
-      { encoding: 'utf8', env: { ...process.env, PREBUILDS_ONLY: '1' }, timeout: 110_000 });
-      assert.match(out, /^smoke: linux-arm64 Node v\d+\.\d+\.\d+: leader 127\.0\.0\.1:\d+:0:0, 200 entries applied on 3 replicas$/m);
+      { encoding: 'utf8', env: { ...process.env, PREBUILDS_ONLY: '1', SMOKE_TLS_DIR: join(data, 'certs') }, timeout: 110_000 });
+      assert.match(out, /^smoke: linux-arm64 Node v\d+\.\d+\.\d+: leader 127\.0\.0\.1:\d+:0:0, 200 entries applied on 3 replicas over TLS$/m);
     } finally {
       rmSync(data, { recursive: true, force: true });
     }

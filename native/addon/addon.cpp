@@ -220,7 +220,7 @@ class Host : public Napi::ObjectWrap<Host> {
         env, "Host",
         {InstanceMethod<&Host::Close>("close"), InstanceMethod<&Host::Metrics>("metrics")});
   }
-  // new Host(ip, port, adminAllow[])
+  // new Host(ip, port, adminAllow[], tls?: {ca, cert, key})
   explicit Host(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Host>(info) {
     Napi::Env env = info.Env();
     std::string ip = info[0].As<Napi::String>();
@@ -231,6 +231,11 @@ class Host : public Napi::ObjectWrap<Host> {
       opt.admin_allow.clear();
       for (uint32_t i = 0; i < a.Length(); ++i)
         opt.admin_allow.push_back(a.Get(i).As<Napi::String>().Utf8Value());
+    }
+    if (info.Length() > 3 && info[3].IsObject()) {
+      Napi::Object t = info[3].As<Napi::Object>();
+      opt.tls = {t.Get("ca").As<Napi::String>(), t.Get("cert").As<Napi::String>(),
+                 t.Get("key").As<Napi::String>()};
     }
     auto st = runtime::NodeHost::start(ip, static_cast<uint16_t>(port), &host_, std::move(opt));
     if (st.code == storage::Code::InvalidArgument)

@@ -12,25 +12,37 @@ using asio::ip::tcp;
 class Server::Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(std::shared_ptr<Server> server, tcp::socket socket)
-      : server_(std::move(server)),
-        id_(++server_->next_connection_),
-        socket_(std::move(socket)),
-        parser_(server_->max_body_) {
+      : server_(std::move(server)), id_(++server_->next_connection_), parser_(server_->max_body_) {
     std::error_code ec;
-    remote_ = socket_.remote_endpoint(ec).address();
+    remote_ = socket.remote_endpoint(ec).address();
+    stream_ = std::make_shared<Stream>(std::move(socket),
+                                       server_->tls_ ? server_->tls_->server() : nullptr);
   }
 
-  void start() { read(); }
-  void close() {
-    std::error_code ec;
-    socket_.shutdown(tcp::socket::shutdown_both, ec);
-    socket_.close(ec);
+  void start() {
+    if (!stream_->tls()) return read();
+    // A peer that connects and never finishes its handshake does not hold the connection.
+    auto self = shared_from_this();
+    auto timer = std::make_shared<asio::steady_timer>(server_->io_, std::chrono::seconds(10));
+    timer->async_wait([self](std::error_code ec) {
+      if (!ec) self->close();
+    });
+    stream_->async_handshake(asio::ssl::stream_base::server,
+                             [this, self, timer, s = stream_](std::error_code ec) {
+                               timer->cancel();
+                               if (ec) {
+                                 ++server_->stats_.tls_refused;
+                                 return finish();
+                               }
+                               read();
+                             });
   }
+  void close() { stream_->close(); }
 
  private:
   void read() {
     auto self = shared_from_this();
-    socket_.async_read_some(asio::buffer(buf_), [this, self](std::error_code ec, size_t n) {
+    stream_->async_read_some(asio::buffer(buf_), [this, self](std::error_code ec, size_t n) {
       if (ec) return finish();
       if (http_) {
         http_request_.append(buf_.data(), n);
@@ -96,7 +108,7 @@ class Server::Connection : public std::enable_shared_from_this<Connection> {
     auto self = shared_from_this();
     auto data = std::make_shared<std::string>(std::move(out_));
     out_.clear();
-    asio::async_write(socket_, asio::buffer(*data), [this, self, data](std::error_code ec, size_t) {
+    stream_->async_write(asio::buffer(*data), [this, self, data](std::error_code ec, size_t) {
       if (ec) return finish();
       write();
     });
@@ -136,7 +148,7 @@ class Server::Connection : public std::enable_shared_from_this<Connection> {
   std::shared_ptr<Server> server_;  // outlives its connections
   uint64_t id_;
   bool finished_ = false;
-  tcp::socket socket_;
+  std::shared_ptr<Stream> stream_;
   FrameParser parser_;
   std::array<char, 64 * 1024> buf_;
   std::string out_;
@@ -147,16 +159,20 @@ class Server::Connection : public std::enable_shared_from_this<Connection> {
   std::string http_request_;
 };
 
-Server::Server(asio::io_context& io, Handler handler, HttpHandler http, uint32_t max_body)
+Server::Server(asio::io_context& io, Handler handler, HttpHandler http, uint32_t max_body,
+               std::shared_ptr<TlsConfig> tls)
     : io_(io),
       acceptor_(io),
       handler_(std::move(handler)),
       http_(std::move(http)),
-      max_body_(max_body) {}
+      max_body_(max_body),
+      tls_(std::move(tls)) {}
 
 std::shared_ptr<Server> Server::start(asio::io_context& io, const tcp::endpoint& at,
-                                      Handler handler, HttpHandler http, uint32_t max_body) {
-  auto s = std::make_shared<Server>(io, std::move(handler), std::move(http), max_body);
+                                      Handler handler, HttpHandler http, uint32_t max_body,
+                                      std::shared_ptr<TlsConfig> tls) {
+  auto s =
+      std::make_shared<Server>(io, std::move(handler), std::move(http), max_body, std::move(tls));
   s->acceptor_.open(at.protocol());
   s->acceptor_.set_option(tcp::acceptor::reuse_address(true));
   s->acceptor_.bind(at);  // throws asio::system_error (e.g. address in use)
@@ -203,7 +219,6 @@ Channel::Channel(asio::io_context& io, const tcp::endpoint& remote, ChannelOptio
     : io_(io),
       remote_(remote),
       opt_(options),
-      socket_(io),
       connect_timer_(io),
       backoff_timer_(io),
       parser_(options.max_body) {}
@@ -248,29 +263,47 @@ void Channel::connect() {
   state_ = State::Connecting;
   auto self = shared_from_this();
   std::error_code ec;
-  socket_ = tcp::socket(io_);
-  socket_.open(remote_.protocol(), ec);
+  tcp::socket socket(io_);
+  socket.open(remote_.protocol(), ec);
   if (!ec && !opt_.bind_address.is_unspecified())
-    socket_.bind(tcp::endpoint(opt_.bind_address, 0), ec);
+    socket.bind(tcp::endpoint(opt_.bind_address, 0), ec);
   if (ec) return on_broken("socket: " + ec.message());
-  connect_timer_.expires_after(std::chrono::milliseconds(opt_.connect_timeout_ms));
-  connect_timer_.async_wait([this, self](std::error_code e) {
-    if (!e && state_ == State::Connecting) {
-      std::error_code ignored;
-      socket_.close(ignored);  // the pending connect fails with operation_aborted
-    }
+  auto stream =
+      std::make_shared<Stream>(std::move(socket), opt_.tls ? opt_.tls->client() : nullptr);
+  stream_ = stream;
+  // One deadline for the connect and, with TLS, the handshake.
+  connect_timer_.expires_after(std::chrono::milliseconds(
+      stream->tls() ? std::max<uint32_t>(opt_.connect_timeout_ms, 1000) : opt_.connect_timeout_ms));
+  connect_timer_.async_wait([this, self, stream](std::error_code e) {
+    if (!e && state_ == State::Connecting && stream_ == stream)
+      stream->close();  // the pending connect or handshake fails with operation_aborted
   });
-  socket_.async_connect(remote_, [this, self](std::error_code e) {
+  auto up = [this, self, stream] {
     connect_timer_.cancel();
-    if (state_ != State::Connecting) return;
-    if (e) return on_broken("connect: " + e.message());
-    std::error_code ignored;
-    socket_.set_option(tcp::no_delay(true), ignored);
     state_ = State::Up;
     backoff_ms_ = 0;
     parser_ = FrameParser(opt_.max_body);
     read();
     flush();
+  };
+  stream->socket().async_connect(remote_, [this, self, stream, up](std::error_code e) {
+    if (state_ != State::Connecting || stream_ != stream) return;
+    if (e) {
+      connect_timer_.cancel();
+      return on_broken("connect: " + e.message());
+    }
+    std::error_code ignored;
+    stream->socket().set_option(tcp::no_delay(true), ignored);
+    if (!stream->tls()) return up();
+    stream->async_handshake(asio::ssl::stream_base::client,
+                            [this, self, stream, up](std::error_code e2) {
+                              if (state_ != State::Connecting || stream_ != stream) return;
+                              if (e2) {
+                                connect_timer_.cancel();
+                                return on_broken("TLS handshake: " + e2.message());
+                              }
+                              up();
+                            });
   });
 }
 
@@ -280,7 +313,9 @@ void Channel::flush() {
   auto self = shared_from_this();
   auto data = std::make_shared<std::string>(std::move(out_));
   out_.clear();
-  asio::async_write(socket_, asio::buffer(*data), [this, self, data](std::error_code ec, size_t) {
+  auto stream = stream_;
+  stream->async_write(asio::buffer(*data), [this, self, data, stream](std::error_code ec, size_t) {
+    if (stream_ != stream) return;  // a connection since replaced
     writing_ = false;
     if (ec) return on_broken("write: " + ec.message());
     flush();
@@ -289,8 +324,9 @@ void Channel::flush() {
 
 void Channel::read() {
   auto self = shared_from_this();
-  socket_.async_read_some(asio::buffer(rbuf_), [this, self](std::error_code ec, size_t n) {
-    if (state_ != State::Up) return;
+  auto stream = stream_;
+  stream->async_read_some(asio::buffer(rbuf_), [this, self, stream](std::error_code ec, size_t n) {
+    if (state_ != State::Up || stream_ != stream) return;
     if (ec) return on_broken("read: " + ec.message());
     parser_.feed(std::string_view(rbuf_.data(), n));
     Frame f;
@@ -321,8 +357,7 @@ void Channel::fail_all(int32_t code, const std::string& text) {
 }
 
 void Channel::on_broken(const std::string& why) {
-  std::error_code ignored;
-  socket_.close(ignored);
+  if (stream_) stream_->close();
   out_.clear();
   writing_ = false;
   if (state_ == State::Closed) return;
@@ -340,8 +375,7 @@ void Channel::close() {
   auto self = shared_from_this();
   asio::post(io_, [this, self] {
     state_ = State::Closed;
-    std::error_code ignored;
-    socket_.close(ignored);
+    if (stream_) stream_->close();
     connect_timer_.cancel();
     backoff_timer_.cancel();
     fail_all(kEFAILEDSOCKET, "channel closed");

@@ -21,6 +21,7 @@
 
 #include "frame.h"
 #include "rpc_codes.h"
+#include "tls.h"
 
 namespace raftstore::rpc {
 
@@ -29,6 +30,7 @@ struct ServerStats {
   std::atomic<uint64_t> requests{0};
   std::atomic<uint64_t> bad_frames{0};  // connections closed for a malformed frame
   std::atomic<uint64_t> http_requests{0};
+  std::atomic<uint64_t> tls_refused{0};  // TLS handshakes that failed (no or a wrong certificate)
 };
 
 class Server : public std::enable_shared_from_this<Server> {
@@ -47,10 +49,13 @@ class Server : public std::enable_shared_from_this<Server> {
   // Frame::connection.
   using CloseHandler = std::function<void(uint64_t connection)>;
 
+  // With `tls`, every connection must complete a mutual TLS handshake first (tls.h).
   static std::shared_ptr<Server> start(asio::io_context& io, const asio::ip::tcp::endpoint& at,
                                        Handler handler, HttpHandler http,
-                                       uint32_t max_body = kDefaultMaxBody);
-  Server(asio::io_context& io, Handler handler, HttpHandler http, uint32_t max_body);
+                                       uint32_t max_body = kDefaultMaxBody,
+                                       std::shared_ptr<TlsConfig> tls = nullptr);
+  Server(asio::io_context& io, Handler handler, HttpHandler http, uint32_t max_body,
+         std::shared_ptr<TlsConfig> tls = nullptr);
   uint16_t port() const;
   void stop();  // stops accepting and closes every connection
   void on_close(CloseHandler h) { on_close_ = std::move(h); }  // before the io_context runs
@@ -67,6 +72,7 @@ class Server : public std::enable_shared_from_this<Server> {
   CloseHandler on_close_;
   uint64_t next_connection_ = 0;
   uint32_t max_body_;
+  std::shared_ptr<TlsConfig> tls_;
   ServerStats stats_;
   std::map<Connection*, std::weak_ptr<Connection>> connections_;
 };
@@ -76,6 +82,7 @@ struct ChannelOptions {
   uint32_t max_backoff_ms = 1000;
   uint32_t max_body = kDefaultMaxBody;
   asio::ip::address bind_address;  // unspecified: let the kernel pick (for fault injection)
+  std::shared_ptr<TlsConfig> tls;  // set: mutual TLS (tls.h)
 };
 
 class Channel : public std::enable_shared_from_this<Channel> {
@@ -106,7 +113,7 @@ class Channel : public std::enable_shared_from_this<Channel> {
   asio::io_context& io_;
   asio::ip::tcp::endpoint remote_;
   ChannelOptions opt_;
-  asio::ip::tcp::socket socket_;
+  std::shared_ptr<Stream> stream_;  // the current connection's; replaced at each connect
   asio::steady_timer connect_timer_;
   enum class State { Idle, Connecting, Up, Backoff, Closed } state_ = State::Idle;
   uint32_t backoff_ms_ = 0;

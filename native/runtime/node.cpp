@@ -240,6 +240,7 @@ void Node::copy_snapshot(const core::SnapshotInstall& install, const std::string
                          uint32_t call_timeout_ms, std::function<void(storage::Status)> done) {
   rpc::ChannelOptions from_self;
   from_self.bind_address = asio::ip::address_v4(opt_.self.ip);
+  from_self.tls = host_.tls_;
   copier_ = SnapshotCopier::start(
       host_.io(), install.uri, dir, install.meta, call_timeout_ms,
       [weak = weak_from_this(), done = std::move(done)](storage::Status st) {
@@ -262,6 +263,7 @@ const std::shared_ptr<rpc::Channel>& Node::channel_to(const core::PeerId& peer) 
   if (!ch) {
     rpc::ChannelOptions o;
     o.bind_address = asio::ip::address_v4(opt_.self.ip);
+    o.tls = host_.tls_;
     ch = rpc::Channel::create(host_.io(),
                               asio::ip::tcp::endpoint(asio::ip::address_v4(peer.ip), peer.port), o);
   }

@@ -14,13 +14,18 @@ storage::Status NodeHost::start(const std::string& ip, uint16_t port,
   std::string error;
   host->access_ = AccessPolicy::parse(options.admin_allow, &error);
   if (!host->access_) return storage::Status{storage::Code::InvalidArgument, error};
+  const rpc::TlsFiles& t = options.tls;
+  if (!t.ca.empty() || !t.cert.empty() || !t.key.empty()) {
+    host->tls_ = rpc::TlsConfig::load(t, &error);
+    if (!host->tls_) return storage::Status{storage::Code::InvalidArgument, error};
+  }
   host->ip_ = ip;
   try {
     asio::ip::tcp::endpoint at(asio::ip::make_address(ip), port);
     host->server_ = rpc::Server::start(
         host->io_, at,
         [h](rpc::Frame f, rpc::Server::Respond r) { h->on_request(std::move(f), r); },
-        [h](const std::string& path) { return h->http(path); });
+        [h](const std::string& path) { return h->http(path); }, rpc::kDefaultMaxBody, host->tls_);
   } catch (const std::exception& e) {
     return storage::Status{storage::Code::Io,
                            "listen on " + ip + ":" + std::to_string(port) + ": " + e.what()};
@@ -169,6 +174,16 @@ std::vector<MetricFamily> NodeHost::metrics() const {
                     static_cast<double>(st.bad_frames)));
   out.push_back(one("raftstore_port_http_requests_total", "counter",
                     "HTTP requests this port answered", static_cast<double>(st.http_requests)));
+  out.push_back(one("raftstore_port_tls_refused_total", "counter",
+                    "Connections closed because their TLS handshake failed (no certificate, or "
+                    "one the CA did not sign)",
+                    static_cast<double>(st.tls_refused)));
+  out.push_back(one("raftstore_port_tls_reloads_total", "counter",
+                    "Times the port loaded changed TLS files (certificate rotation)",
+                    tls_ ? static_cast<double>(tls_->reloads()) : 0));
+  out.push_back(one("raftstore_port_tls_reload_failures_total", "counter",
+                    "Times changed TLS files could not be loaded (the previous ones stay)",
+                    tls_ ? static_cast<double>(tls_->reload_failures()) : 0));
   MetricFamily denied{"raftstore_access_denied_total",
                       "Calls refused with EPERM by the access list, by service",
                       "counter",

@@ -191,6 +191,9 @@ class Node : public std::enable_shared_from_this<Node>, private ReplicaEnv {
 struct HostOptions {
   // Who may call CliService's changing methods and ForwardService (access.h).
   std::vector<std::string> admin_allow = AccessPolicy::default_rules();
+  // Set (all three files): mutual TLS on the port and on every channel its nodes open
+  // (rpc/tls.h). Unset: plain TCP, which braft_cli speaks.
+  rpc::TlsFiles tls;
 };
 
 class NodeHost {
@@ -256,6 +259,7 @@ class NodeHost {
   uint16_t port_ = 0;
   std::string ip_;
   std::optional<AccessPolicy> access_;
+  std::shared_ptr<rpc::TlsConfig> tls_;  // null: plain TCP
   std::atomic<uint64_t> denied_cli_{0}, denied_forward_{0};
   static constexpr size_t kLagHistory = 60;
   std::unique_ptr<asio::steady_timer> sampler_;  // host thread

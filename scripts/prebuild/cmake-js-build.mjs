@@ -36,6 +36,18 @@ if (!existsSync(`${asio}/asio.hpp`)) {
   cpSync('/usr/include/asio', `${asio}/asio`, { recursive: true });
   cpSync('/usr/include/asio.hpp', `${asio}/asio.hpp`);
 }
+// OpenSSL 3's headers for TLS (native/rpc/tls.h): the addon is compiled against them and
+// links nothing; Node carries OpenSSL 3 and exports its symbols. The target sysroot has an
+// older OpenSSL, so the build machine's headers (scripts/setup.sh installs libssl-dev) serve
+// both targets. Of the two per-architecture files, opensslconf.h is the same for Debian's
+// amd64 and arm64, and configuration.h differs only in OPENSSL_NO_EC_NISTP_64_GCC_128 and
+// RC4_INT, which the TLS calls made here do not touch.
+const openssl = `${root}build/prebuild/openssl`;
+if (!existsSync(`${openssl}/openssl/opensslconf.h`)) {
+  mkdirSync(openssl, { recursive: true });
+  cpSync('/usr/include/openssl', `${openssl}/openssl`, { recursive: true });
+  cpSync('/usr/include/x86_64-linux-gnu/openssl', `${openssl}/openssl`, { recursive: true });
+}
 const cmakeJs = createRequire(`${root}package.json`).resolve('cmake-js/bin/cmake-js');
 console.log(`prebuild: building the addon for linux-${arch}`);
 const tree = ['--out', `build/prebuild/addon-${arch}`, '--generator', 'Ninja'];
@@ -44,7 +56,7 @@ run(process.execPath, [cmakeJs, 'configure', ...tree, '--CDRAFTSTORE_TESTS=OFF',
   '--CDRAFTSTORE_PREBUILD=ON', `--CDCMAKE_TOOLCHAIN_FILE=${root}scripts/prebuild/linux-${arch}.cmake`,
   `--CDRAFTSTORE_PROTOBUF_SRC=${root}build/prebuild/protobuf-3.21.12`,
   `--CDRAFTSTORE_PROTOBUF_LIB=${root}build/prebuild/protobuf-${arch}/libprotobuf-lite.a`,
-  `--CDRAFTSTORE_ASIO_INCLUDE=${asio}`, `--CDRAFTSTORE_ADDON_DIR=${root}build/prebuild/out-${arch}`]);
+  `--CDRAFTSTORE_ASIO_INCLUDE=${asio}`, `--CDRAFTSTORE_OPENSSL_INCLUDE=${openssl}`, `--CDRAFTSTORE_ADDON_DIR=${root}build/prebuild/out-${arch}`]);
 run(process.execPath, [cmakeJs, 'build', ...tree, '--target', 'raftstore_addon']);
 // Where prebuildify takes it from (and moves it away): a fresh copy, whatever was there.
 mkdirSync(`${root}build/Release`, { recursive: true });
