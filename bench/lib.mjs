@@ -148,7 +148,9 @@ export class ReplicaCluster {
    *  `onMessage`; `onExit(error)` runs when it exits. */
   fork(port, extra = [], onMessage = () => {}, onExit = () => {}, conf = this.conf) {
     const args = ['bench', conf, String(port), join(this.dir, String(port)), String(this.timeout), ...extra];
-    const child = fork(this.file, args, { cwd: root, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+    // The engine's info records (elections) would interleave with the tables: warnings only.
+    const env = { ...process.env, RAFTSTORE_LOG: process.env.RAFTSTORE_LOG ?? 'warn' };
+    const child = fork(this.file, args, { cwd: root, env, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
     const r = { child, calls: new Map(), nextId: 1 };
     r.ready = new Promise((resolve, reject) => {
       child.on('message', (m) => {

@@ -2,7 +2,8 @@
 // JavaScript counter state machine (entry = an int32 increment, result = the new value). It
 // runs the benchmark's proposers itself, as an application would, and is driven by
 // bench/node.mjs over IPC.
-//   argv: group config port dir electionTimeoutMs
+//   argv: group config port dir electionTimeoutMs [tlsDir]
+//   (tlsDir: ca.pem, node.pem, node.key from test/fixtures/make-certs.sh: mutual TLS)
 //   requests {id, op: 'status' | 'load' | 'value', concurrency?, seconds?}
 //   replies {id, ok: true, result} | {id, ok: false, message}; first {ready: true}
 // 'load': `concurrency` closed-loop proposers, each awaiting node.propose(+1) before the next,
@@ -12,7 +13,7 @@
 import { RaftNode } from '../dist/index.js';
 import { closedLoop } from './load.mjs';
 
-const [group = 'bench', config = '', port = '0', dir = '', timeout = '1000'] = process.argv.slice(2);
+const [group = 'bench', config = '', port = '0', dir = '', timeout = '1000', tlsDir = ''] = process.argv.slice(2);
 
 class Counter {
   value = 0;
@@ -24,6 +25,7 @@ class Counter {
 const sm = new Counter();
 const node = new RaftNode({
   group, config, port: Number(port), dir, stateMachine: sm, electionTimeoutMs: Number(timeout),
+  ...(tlsDir ? { tls: { ca: `${tlsDir}/ca.pem`, cert: `${tlsDir}/node.pem`, key: `${tlsDir}/node.key` } } : {}),
 });
 await node.start();
 // The benchmark owns this process: when it goes away (or kills us), so do we.

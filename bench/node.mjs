@@ -25,12 +25,20 @@
 // the proposals' timeoutMs. Besides the outage, each failover run reports when a survivor
 // led (raftstore) or named a new leader (etcd), polled every 10 ms.
 //
+// Then the cost of observability and TLS for raftstore, at 32 proposers (and the levels in
+// --cost-levels): the same cluster without and with every replica's /metrics scraped once a
+// second (as Prometheus would), and a second cluster on mutual TLS, run in turns (plain,
+// scraped, TLS) --cost-trials times, medians reported. Targets: metrics < 3% and TLS < 15%
+// of writes/s at 32.
+//
 // Options: --seconds S (per level, default 20), --levels 1,8,32,128, --only
 // raftstore|etcd|cpp (or a comma-separated list), --no-failover, --trials N (failover runs
-// per system and timeout, default 3), --timeouts 1000,100.
+// per system and timeout, default 3), --timeouts 1000,100, --no-cost, --cost-seconds S
+// (default 10), --cost-trials N (default 3), --cost-levels 32.
 // Ports: raftstore and C++ replicas in 14000-14999, etcd in 15000-15999.
-import { existsSync } from 'node:fs';
-import { cpus, loadavg } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   CounterCluster, ReplicaCluster, buildPackage, buildRelease, cleanup, counterClient, counterServer, live, numericOption,
@@ -48,6 +56,10 @@ const levels = option('levels', '1,8,32,128').split(',').map(Number);
 const trials = Number(option('trials', '3'));
 const timeouts = option('timeouts', '1000,100').split(',').map(Number);
 const failover = !process.argv.includes('--no-failover');
+const cost = !process.argv.includes('--no-cost');
+const costSeconds = Number(option('cost-seconds', '10'));
+const costTrials = Number(option('cost-trials', '3'));
+const costLevels = option('cost-levels', '32').split(',').map(Number);
 const allSystems = ['raftstore', 'cpp', 'etcd'];
 let systems = allSystems;
 {
@@ -78,15 +90,32 @@ const etcdPorts = etcdPortAllocator(15000, 15999);
 const replicaFile = join(root, 'bench/node-replica.mjs');
 
 class RaftCluster extends ReplicaCluster {
-  constructor(electionTimeoutMs) {
+  constructor(electionTimeoutMs, tlsDir = '') {
     super(replicaFile, 'bench-node-raft-', raftPorts(), electionTimeoutMs);
+    this.tlsDir = tlsDir;
   }
   async startAll() {
     await Promise.all(this.ports.map((p) => this.start(p)));
   }
   async start(port) {
-    await this.fork(port).ready;
+    await this.fork(port, this.tlsDir ? [this.tlsDir] : []).ready;
   }
+}
+
+// Every replica's /metrics once a second, as a Prometheus server scraping the cluster would;
+// stop() returns how many scrapes succeeded and failed, and the bytes read.
+function scrapeEverySecond(ports) {
+  const stats = { ok: 0, failed: 0, bytes: 0 };
+  const timer = setInterval(() => {
+    for (const p of ports)
+      fetch(`http://127.0.0.1:${p}/metrics`).then((r) => r.text()).then((t) => {
+        stats.ok += 1;
+        stats.bytes += t.length;
+      }, () => {
+        stats.failed += 1;
+      });
+  }, 1000);
+  return { stop: () => (clearInterval(timer), stats) };
 }
 
 // Polls `elected()` every 10 ms after a kill at `killAt`; the time from the kill until it
@@ -119,6 +148,7 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 // The run
 
 const results = { raftstore: {}, cpp: {}, etcd: {} };
+const costs = {}; // level -> { plain: [], scraped: [], tls: [] } of load results
 const outages = { raftstore: {}, etcd: {} };
 const skipped = [];
 
@@ -172,6 +202,57 @@ try {
       }
     } finally {
       c.stop();
+    }
+  }
+
+  // ---- the cost of metrics scraping and of TLS
+  if (systems.includes('raftstore') && cost) {
+    const certs = mkdtempSync(join(tmpdir(), 'bench-node-certs-'));
+    const made = spawnSync('bash', [join(root, 'test/fixtures/make-certs.sh'), certs], { encoding: 'utf8' });
+    if (made.status !== 0) throw new Error(`make-certs.sh failed: ${made.stderr}`);
+    console.log(`
+raftstore: the cost of metrics and TLS (${costSeconds} s per run; in turns: plain, plain with every ` +
+      `replica's /metrics scraped each second, mutual TLS; ${costTrials} trials)`);
+    const plain = new RaftCluster(1000);
+    const tls = new RaftCluster(1000, certs);
+    try {
+      await plain.startAll();
+      await tls.startAll();
+      for (const c of [plain, tls]) await c.call(await c.leader(), 'load', { concurrency: 8, seconds: 2 }); // warm-up
+      console.log(`${'mode'.padEnd(8)} ${header}`);
+      for (let t = 0; t < costTrials; t++)
+        for (const n of costLevels) {
+          const row = (costs[n] ??= { plain: [], scraped: [], tls: [], scrapes: [] });
+          const run = async (c) => c.call(await c.leader(), 'load', { concurrency: n, seconds: costSeconds });
+          const modes = {
+            plain: async () => {
+              const r = await run(plain);
+              row.plain.push(r);
+              console.log(`${'plain'.padEnd(8)} ${line(n, r)}`);
+            },
+            scraped: async () => {
+              const scraper = scrapeEverySecond(plain.ports);
+              const r = await run(plain);
+              const scraped = scraper.stop();
+              row.scraped.push(r);
+              row.scrapes.push(scraped);
+              console.log(`${'scraped'.padEnd(8)} ${line(n, r)}  (${scraped.ok} scrapes, ${scraped.failed} failed, ` +
+                `${Math.round(scraped.bytes / Math.max(1, scraped.ok))} bytes each)`);
+            },
+            tls: async () => {
+              const r = await run(tls);
+              row.tls.push(r);
+              console.log(`${'tls'.padEnd(8)} ${line(n, r)}`);
+            },
+          };
+          // The order turns each trial, so that drift over the run favours no mode.
+          const order = ['plain', 'scraped', 'tls'];
+          for (let k = 0; k < 3; k++) await modes[order[(k + t) % 3]]();
+        }
+    } finally {
+      plain.stop();
+      tls.stop();
+      rmSync(certs, { recursive: true, force: true });
     }
   }
 
@@ -343,6 +424,28 @@ for (const n of levels) {
     `${Number.isFinite(toCpp) ? toCpp.toFixed(2) : '-'} | ${Number.isFinite(toEtcd) ? toEtcd.toFixed(2) : '-'} |`);
 }
 
+if (Object.keys(costs).length) {
+  console.log(`\nthe cost of metrics and TLS (raftstore; ${costSeconds} s runs in turns, median of ${costTrials}; ` +
+    'cost = 1 - writes/s / plain writes/s)\n');
+  console.log('| proposers | plain writes/s | p99 ms | scraped writes/s | p99 ms | metrics cost | TLS writes/s | p99 ms | TLS cost |');
+  console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const [n, row] of Object.entries(costs)) {
+    const w = (rs) => median(rs.map((r) => r.writesPerSec));
+    const p99 = (rs) => median(rs.map((r) => r.p99));
+    const base = w(row.plain);
+    const metricsCost = 1 - w(row.scraped) / base;
+    const tlsCost = 1 - w(row.tls) / base;
+    const pct = (x) => `${(100 * x).toFixed(1)}%`;
+    console.log(`| ${n} | ${fInt(base)} | ${f3(p99(row.plain))} | ${fInt(w(row.scraped))} | ${f3(p99(row.scraped))} | ` +
+      `${pct(metricsCost)} | ${fInt(w(row.tls))} | ${f3(p99(row.tls))} | ${pct(tlsCost)} |`);
+    if (Number(n) === 32) {
+      if (!(metricsCost < 0.03)) missed.push(`metrics cost at 32: ${pct(metricsCost)} >= 3%`);
+      if (!(tlsCost < 0.15)) missed.push(`TLS cost at 32: ${pct(tlsCost)} >= 15%`);
+    }
+  }
+  if (!costs[32]) unchecked.add('metrics < 3% and TLS < 15% at 32');
+}
+
 if (failover && (Object.keys(outages.raftstore).length || Object.keys(outages.etcd).length)) {
   const desc = (runs) => (runs && runs.length
     ? `${fInt(median(runs.map((o) => o.ms)))} (${runs.map((o) => `${fInt(o.ms)}${o.recovered ? '' : '+'}`).join(', ')})`
@@ -375,6 +478,6 @@ for (const s of skipped) console.log(`\nskipped: ${s}`);
 cleanup();
 const notChecked = unchecked.size ? ` (not checked: ${[...unchecked].join(', ')})` : '';
 if (missed.length) console.log(`\nbench:node: SOME TARGETS MISSED: ${missed.join('; ')}${notChecked}`);
-else if (unchecked.size === 2) console.log(`\nbench:node: no target checked${notChecked}`);
+else if (unchecked.size === 3) console.log(`\nbench:node: no target checked${notChecked}`);
 else if (unchecked.size) console.log(`\nbench:node: every target checked was met${notChecked}`);
 else console.log('\nbench:node: every target met');
