@@ -249,7 +249,12 @@ async function run(command: string, o: Options, client: BaiduStdClient, io: CliI
       try {
         const leader = await getLeader(client, o.group, conf);
         const req = new ProtoWriter().string(1, o.group).string(2, leader.toString()).string(3, peer.toString());
-        changed(await client.call(endpoint(leader), SERVICE, command, req.finish(), op));
+        const stop = command === 'add_peer' ? watchCatchUp(leader, o.group, [peer], o.tls, info) : () => {};
+        try {
+          changed(await client.call(endpoint(leader), SERVICE, command, req.finish(), op));
+        } finally {
+          stop();
+        }
       } catch (e) {
         throw failed(what, e);
       }
@@ -262,7 +267,13 @@ async function run(command: string, o: Options, client: BaiduStdClient, io: CliI
         const leader = await getLeader(client, o.group, conf);
         info(`conf=${formatConfiguration(conf)} leader=${leader.toString()} new_peers=${formatConfiguration(newPeers)}`);
         const req = new ProtoWriter().string(1, o.group).string(2, leader.toString()).strings(3, newPeers.map(String));
-        changed(await client.call(endpoint(leader), SERVICE, 'change_peers', req.finish(), op));
+        const added = newPeers.filter((p) => !conf.some((c) => c.equals(p)));
+        const stop = watchCatchUp(leader, o.group, added, o.tls, info);
+        try {
+          changed(await client.call(endpoint(leader), SERVICE, 'change_peers', req.finish(), op));
+        } finally {
+          stop();
+        }
       } catch (e) {
         throw failed('Fail to change_peers : ', e);
       }
@@ -405,7 +416,7 @@ async function status(o: Options, conf: PeerId[], io: CliIo): Promise<number> {
     const id = peer.toString();
     let text: string;
     try {
-      text = await fetchStat(peer, o.group, timeoutMs, o.tls);
+      text = await fetchText(peer, `/raft_stat/${encodeURIComponent(o.group)}`, timeoutMs, o.tls);
     } catch (e) {
       io.stderr(`${id}: unreachable: ${socketErrorText(e as Error)}\n`);
       return [id, 'unreachable', '-', '-', '-', '-', '-'];
@@ -446,11 +457,57 @@ function table(header: string[], rows: string[][]): string {
   return [header, ...rows].map(line).join('');
 }
 
-function fetchStat(peer: PeerId, group: string, timeoutMs: number, tls: Options['tls']): Promise<string> {
+// A raftstore port's status page data (native/runtime/status.cpp), as much as progress needs.
+interface StatusJson {
+  groups: {
+    group: string;
+    peer: string;
+    last_index: number;
+    snapshot_bytes: number;
+    peers: { id: string; match_index: number; lag: number; state: string; snapshot_bytes_sent: number }[];
+  }[];
+}
+
+const mib = (n: number): string => `${(n / (1 << 20)).toFixed(1)} MiB`;
+
+/**
+ * While a membership change waits for new peers to catch up, shows how far they got, from the
+ * leader's /status.json (looked at twice a second; a line when it changed): entries, and
+ * snapshot bytes when they are sent one.
+ * Silent for a server without that page (braft's own). Returns the function that stops it.
+ */
+function watchCatchUp(leader: PeerId, group: string, peers: PeerId[], tls: Options['tls'], info: (line: string) => void): () => void {
+  if (peers.length === 0) return () => {};
+  const last = new Map<string, string>();
+  let busy = false;
+  const timer = setInterval(() => {
+    if (busy) return;
+    busy = true;
+    fetchText(leader, '/status.json', 1000, tls).then((text) => {
+      const g = (JSON.parse(text) as StatusJson).groups.find((x) => x.group === group && samePeer(x.peer, leader));
+      for (const p of peers) {
+        const st = g?.peers.find((x) => samePeer(x.id, p));
+        if (!g || !st) continue;
+        let line = `${p.toString()} catching up: ${st.match_index} of ${g.last_index} entries (${st.lag} behind)`;
+        if (st.snapshot_bytes_sent > 0 || st.state === 'snapshot')
+          line += `, snapshot ${mib(st.snapshot_bytes_sent)} sent (the snapshot is ${mib(g.snapshot_bytes)})`;
+        if (last.get(p.toString()) !== line) info(line);
+        last.set(p.toString(), line);
+      }
+    }).catch(() => {
+      // No page (braft), or no answer this second: nothing to show.
+    }).finally(() => {
+      busy = false;
+    });
+  }, 500);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
+function fetchText(peer: PeerId, path: string, timeoutMs: number, tls: Options['tls']): Promise<string> {
   return new Promise<string>((resolve, reject) => {
     const where = {
-      host: peer.address, port: peer.port, method: 'GET', agent: false,
-      path: `/raft_stat/${encodeURIComponent(group)}`,
+      host: peer.address, port: peer.port, method: 'GET', agent: false, path,
       // A browser-like User-Agent makes brpc answer HTML; none gets plain text.
     } as const;
     const req = (tls ? httpsRequest : httpRequest)(tls ? { ...where, ...tls, checkServerIdentity: () => undefined } : where, (res) => {
@@ -458,13 +515,13 @@ function fetchStat(peer: PeerId, group: string, timeoutMs: number, tls: Options[
       let size = 0;
       res.on('data', (c: Buffer) => {
         size += c.length;
-        if (size > STAT_LIMIT) req.destroy(new Error(`/raft_stat answer larger than ${STAT_LIMIT} bytes`));
+        if (size > STAT_LIMIT) req.destroy(new Error(`${path} answer larger than ${STAT_LIMIT} bytes`));
         else chunks.push(c);
       });
       res.on('end', () => {
         clearTimeout(timer);
         if (res.statusCode === 204) return resolve('');
-        if (res.statusCode !== 200) return reject(new Error(`HTTP ${res.statusCode ?? '?'} for /raft_stat`));
+        if (res.statusCode !== 200) return reject(new Error(`HTTP ${res.statusCode ?? '?'} for ${path}`));
         resolve(Buffer.concat(chunks).toString('utf8'));
       });
       res.on('error', (e) => {

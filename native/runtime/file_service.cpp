@@ -226,7 +226,8 @@ void SnapshotCopier::finish(storage::Status st) {
 }
 
 int64_t NodeHost::open_reader(storage::SnapshotInfo snapshot, uint64_t ttl_ms,
-                              std::shared_ptr<const void> loan, std::function<void()> on_read) {
+                              std::shared_ptr<const void> loan,
+                              std::function<void(uint64_t bytes)> on_read) {
   uint64_t now = now_ms();
   for (auto it = readers_.begin(); it != readers_.end();)  // readers whose answer was lost
     it = it->second.expires_ms < now ? readers_.erase(it) : std::next(it);
@@ -265,8 +266,9 @@ void NodeHost::on_get_file(const rpc::Frame& frame, const rpc::Server::Respond& 
   if (r.error_code) return respond(r.error_code, error_text(r.error_code, r.error_text), "", "");
   it->second.expires_ms = now_ms() + it->second.ttl_ms;
   auto on_read = it->second.on_read;  // may close readers
+  uint64_t bytes = r.attachment.size();
   respond(0, "", r.response.SerializeAsString(), r.attachment);
-  if (on_read) on_read();
+  if (on_read) on_read(bytes);
 }
 
 }  // namespace raftstore::runtime

@@ -118,7 +118,8 @@ double d(uint64_t v) { return static_cast<double>(v); }
 
 std::vector<MetricFamily> collect_metrics(const std::string& group, const core::PeerId& self,
                                           const core::NodeStatus& s, uint64_t snapshot_index,
-                                          const ReplicaMetrics& m, uint64_t now_ms) {
+                                          const ReplicaMetrics& m, uint64_t now_ms,
+                                          const std::map<core::PeerId, uint64_t>& bytes_sent) {
   Builder b;
   b.base = {{"group", group}, {"peer", self.to_string()}};
   MetricFamily& role = b.family("raftstore_role", "gauge",
@@ -205,6 +206,9 @@ std::vector<MetricFamily> collect_metrics(const std::string& group, const core::
         b.sample(contact, d(now_ms > p.last_ack_ms ? now_ms - p.last_ack_ms : 0) / 1000.0,
                  {{"target", p.id.to_string()}});
     }
+  MetricFamily& sent = b.family("raftstore_peer_snapshot_sent_bytes_total", "counter",
+                                "Snapshot bytes each peer fetched from this replica");
+  for (const auto& [peer, bytes] : bytes_sent) b.sample(sent, d(bytes), {{"target", peer.to_string()}});
   return {std::make_move_iterator(b.out.begin()), std::make_move_iterator(b.out.end())};
 }
 

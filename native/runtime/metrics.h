@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <string>
 #include <utility>
@@ -116,7 +117,8 @@ struct MetricFamily {
 // monotonic clock (for the time since each peer's last contact).
 std::vector<MetricFamily> collect_metrics(const std::string& group, const core::PeerId& self,
                                           const core::NodeStatus& status, uint64_t snapshot_index,
-                                          const ReplicaMetrics& m, uint64_t now_ms);
+                                          const ReplicaMetrics& m, uint64_t now_ms,
+                                          const std::map<core::PeerId, uint64_t>& bytes_sent = {});
 // Families from several replicas (or the host) merged by name, in Prometheus's text format.
 std::string render_prometheus(const std::vector<std::vector<MetricFamily>>& parts);
 

@@ -178,7 +178,10 @@ class Replica {
   void answered(const core::Envelope& resp);
   void call_failed(const core::PeerId& to, uint64_t rpc_id);
   // `peer` fetched a chunk of the snapshot we sent it (get_file): the install goes on.
-  void snapshot_progress(const core::PeerId& peer);
+  // `bytes`: the chunk's size, counted per peer (metrics, the CLI's catch-up progress).
+  void snapshot_progress(const core::PeerId& peer, uint64_t bytes = 0);
+  // Snapshot bytes each peer fetched from this replica, since it started. Thread-safe.
+  std::map<core::PeerId, uint64_t> snapshot_bytes_sent();
   // A connection from `peer` closed: its host may be gone.
   void peer_unreachable(const core::PeerId& peer);
   // The log writer committed `batch` (st: Ok, or why the replica must stop).
@@ -295,6 +298,7 @@ class Replica {
   uint64_t stuck_since_ms_ = 0;
   std::mutex status_mu_;
   core::NodeStatus status_;
+  std::map<core::PeerId, uint64_t> snapshot_bytes_sent_;  // under status_mu_
 };
 
 }  // namespace raftstore::runtime

@@ -39,8 +39,12 @@ void Replica::call_failed(const core::PeerId& to, uint64_t rpc_id) {
   drain();
 }
 
-void Replica::snapshot_progress(const core::PeerId& peer) {
+void Replica::snapshot_progress(const core::PeerId& peer, uint64_t bytes) {
   if (failed_) return;
+  {
+    std::lock_guard<std::mutex> l(status_mu_);
+    snapshot_bytes_sent_[peer] += bytes;
+  }
   core_->snapshot_progress(peer, env_.now_ms());
 }
 
@@ -48,6 +52,11 @@ void Replica::peer_unreachable(const core::PeerId& peer) {
   if (failed_) return;
   core_->peer_unreachable(peer, env_.now_ms());
   drain();
+}
+
+std::map<core::PeerId, uint64_t> Replica::snapshot_bytes_sent() {
+  std::lock_guard<std::mutex> l(status_mu_);
+  return snapshot_bytes_sent_;
 }
 
 }  // namespace raftstore::runtime

@@ -25,7 +25,7 @@ rpc::Server::HttpResponse NodeHost::http(const std::string& target) {
 
 std::vector<MetricFamily> Node::metrics() {
   return collect_metrics(opt_.group, opt_.self, replica_->status(), replica_->snapshot_index(),
-                         replica_->metrics(), runtime::now_ms());
+                         replica_->metrics(), runtime::now_ms(), replica_->snapshot_bytes_sent());
 }
 
 std::string NodeHost::raft_stat(const std::string& group) {
@@ -101,6 +101,7 @@ std::string NodeHost::status_json() {
   bool first = true;
   for (auto& [key, node] : nodes_) {
     core::NodeStatus s = node->status();
+    auto sent = node->replica().snapshot_bytes_sent();
     o << (first ? "" : ",") << "{\"group\":" << json_string(key.first)
       << ",\"peer\":" << json_string(key.second.to_string())
       << ",\"role\":" << json_string(core::role_name(s.role)) << ",\"term\":" << s.term
@@ -111,7 +112,8 @@ std::string NodeHost::status_json() {
       << ",\"joint\":" << (s.conf.joint() ? "true" : "false") << "}"
       << ",\"first_index\":" << s.first_index << ",\"last_index\":" << s.last_index
       << ",\"commit_index\":" << s.commit_index << ",\"applied_index\":" << s.applied_index
-      << ",\"snapshot_index\":" << node->snapshot_index() << ",\"peers\":[";
+      << ",\"snapshot_index\":" << node->snapshot_index()
+      << ",\"snapshot_bytes\":" << node->replica().metrics().snapshot_bytes << ",\"peers\":[";
     bool fp = true;
     if (s.role == core::Role::Leader)
       for (const auto& p : s.peers) {
@@ -122,7 +124,9 @@ std::string NodeHost::status_json() {
           << ",\"last_contact_ms\":"
           << (p.last_ack_ms ? std::to_string(now > p.last_ack_ms ? now - p.last_ack_ms : 0)
                             : "null")
-          << ",\"state\":" << json_string(p.state) << ",\"lag_history\":[";
+          << ",\"state\":" << json_string(p.state)
+          << ",\"snapshot_bytes_sent\":" << (sent.count(p.id) ? sent[p.id] : 0)
+          << ",\"lag_history\":[";
         if (auto h = lag_history_.find(key); h != lag_history_.end())
           if (auto ph = h->second.find(p.id); ph != h->second.end())
             for (size_t i = 0; i < ph->second.size(); ++i) o << (i ? "," : "") << ph->second[i];
