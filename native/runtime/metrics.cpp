@@ -208,7 +208,8 @@ std::vector<MetricFamily> collect_metrics(const std::string& group, const core::
     }
   MetricFamily& sent = b.family("raftstore_peer_snapshot_sent_bytes_total", "counter",
                                 "Snapshot bytes each peer fetched from this replica");
-  for (const auto& [peer, bytes] : bytes_sent) b.sample(sent, d(bytes), {{"target", peer.to_string()}});
+  for (const auto& [peer, bytes] : bytes_sent)
+    b.sample(sent, d(bytes), {{"target", peer.to_string()}});
   return {std::make_move_iterator(b.out.begin()), std::make_move_iterator(b.out.end())};
 }
 

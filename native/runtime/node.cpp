@@ -145,12 +145,12 @@ void Node::call(Envelope req, uint32_t timeout_ms, const storage::SnapshotInfo* 
     // braft's), and each chunk the follower fetches tells the core the install is alive,
     // which gives up on it only after timeout_ms without one. The reader lives as long past
     // its last chunk.
-    reader =
-        host_.open_reader(*lend, timeout_ms + opt_.raft.election_timeout_ms,
-                          snapshots_->lend(lend->path),
-                          [weak = weak_from_this(), to = req.to](uint64_t bytes) {
-                            if (auto self = weak.lock()) self->replica_->snapshot_progress(to, bytes);
-                          });
+    reader = host_.open_reader(*lend, timeout_ms + opt_.raft.election_timeout_ms,
+                               snapshots_->lend(lend->path),
+                               [weak = weak_from_this(), to = req.to](uint64_t bytes) {
+                                 if (auto self = weak.lock())
+                                   self->replica_->snapshot_progress(to, bytes);
+                               });
     std::get<core::InstallSnapshotRequest>(req.payload).uri =
         format_snapshot_uri(opt_.self, reader);
     timeout_ms = 0;

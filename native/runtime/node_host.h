@@ -236,7 +236,8 @@ class NodeHost {
   // `loan` keeps the snapshot's files while the reader lives (SnapshotStore::lend); it
   // lives `ttl_ms` past its last get_file, and `on_read` runs after each one served.
   int64_t open_reader(storage::SnapshotInfo snapshot, uint64_t ttl_ms,
-                      std::shared_ptr<const void> loan, std::function<void(uint64_t bytes)> on_read);
+                      std::shared_ptr<const void> loan,
+                      std::function<void(uint64_t bytes)> on_read);
   void close_reader(int64_t id);
   // braft's CliService node lookup: by peer id, or the only node of the group.
   std::shared_ptr<Node> find(const std::string& group, const std::string& peer, int32_t* code,

@@ -106,16 +106,8 @@ void Replica::flush_proposals() {
   for (size_t i = 0; i < results.size(); ++i) {
     Queued& q = queued[i];
     // Counted and timed when settled (on this thread, while the replica lives).
-    q.done = [this, started = q.queued_us, done = std::move(q.done)](core::Status st,
-                                                                     uint64_t index) {
-      if (st.ok()) {
-        ++metrics_.proposals_ok;
-        metrics_.proposal_commit.observe(env_.now_us() - started);
-      } else {
-        ++metrics_.proposals_failed;
-      }
-      done(std::move(st), index);
-    };
+    q.done = counted(metrics_.proposals_ok, metrics_.proposals_failed, metrics_.proposal_commit,
+                     q.queued_us, std::move(q.done));
     bool elsewhere = !core_->leader().empty() && !(core_->leader() == opt_.self);
     if (results[i].status.code == core::Code::NotLeader && q.may_forward && elsewhere)
       forward(std::move(data[i]), std::move(q.done));

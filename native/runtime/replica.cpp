@@ -196,16 +196,8 @@ void Replica::read_index(bool lease, ReadDone done) {
   if (lease && (MUTANT(LeaseReadWithoutLease) || core_->lease_valid(now)))
     return done({}, core_->commit_index());
   uint64_t ctx = next_read_++;
-  reads_[ctx] = [this, started = env_.now_us(), done = std::move(done)](core::Status st,
-                                                                        uint64_t index) {
-    if (st.ok()) {
-      ++metrics_.reads_ok;
-      metrics_.read_index.observe(env_.now_us() - started);
-    } else {
-      ++metrics_.reads_failed;
-    }
-    done(std::move(st), index);
-  };
+  reads_[ctx] = counted(metrics_.reads_ok, metrics_.reads_failed, metrics_.read_index,
+                        env_.now_us(), std::move(done));
   core_->read_index(ctx, now);
   drain();
 }

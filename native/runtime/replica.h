@@ -241,6 +241,24 @@ class Replica {
   void advance_install(const core::SnapshotMeta& meta, const storage::Status& st);
   bool adopt_install(const core::SnapshotMeta& meta);
   void finish_snapshot(const storage::Status& st);
+  // A snapshot taken or installed: counted, timed from snapshot_started_us_, logged.
+  void snapshot_done(const char* what, std::atomic<uint64_t>& count, Histogram& duration,
+                     const core::SnapshotMeta& meta);
+  // `done`, counted in `ok` or `failed` when it runs, and timed from `started_us` if ok.
+  template <typename Done>
+  auto counted(std::atomic<uint64_t>& ok, std::atomic<uint64_t>& failed, Histogram& latency,
+               uint64_t started_us, Done done) {
+    return [this, &ok, &failed, &latency, started_us, done = std::move(done)](
+               core::Status st, uint64_t index) mutable {
+      if (st.ok()) {
+        ++ok;
+        latency.observe(env_.now_us() - started_us);
+      } else {
+        ++failed;
+      }
+      done(std::move(st), index);
+    };
+  }
   // A structured record: to the sink at its level, and (info and above) to recent events.
   void log(LogLevel level, std::string message,
            std::vector<std::pair<std::string, std::string>> fields = {});

@@ -109,13 +109,7 @@ void Replica::snapshot_published(const Write& w) {
   if (!w.installed) {
     if (st.ok()) {
       core_->snapshot_taken(meta);  // the log below it may go now
-      uint64_t took = env_.now_us() - snapshot_started_us_;
-      ++metrics_.snapshots_taken;
-      metrics_.snapshot_take.observe(took);
-      log(LogLevel::Info, "snapshot taken",
-          {{"index", std::to_string(meta.last_included_index)},
-           {"bytes", std::to_string(published_->bytes)},
-           {"ms", std::to_string(took / 1000)}});
+      snapshot_done("snapshot taken", metrics_.snapshots_taken, metrics_.snapshot_take, meta);
     }
     return finish_snapshot(st);
   }
@@ -151,14 +145,20 @@ bool Replica::adopt_install(const core::SnapshotMeta& meta) {
                it->first);
     it = forwarded_.erase(it);
   }
-  uint64_t took = env_.now_us() - snapshot_started_us_;
-  ++metrics_.snapshots_installed;
-  metrics_.snapshot_install.observe(took);
-  log(LogLevel::Info, "snapshot installed",
-      {{"index", std::to_string(meta.last_included_index)},
-       {"bytes", std::to_string(published_->bytes)},
-       {"ms", std::to_string(took / 1000)}});
+  snapshot_done("snapshot installed", metrics_.snapshots_installed, metrics_.snapshot_install,
+                meta);
   return true;
+}
+
+void Replica::snapshot_done(const char* what, std::atomic<uint64_t>& count, Histogram& duration,
+                            const core::SnapshotMeta& meta) {
+  uint64_t took = env_.now_us() - snapshot_started_us_;
+  ++count;
+  duration.observe(took);
+  log(LogLevel::Info, what,
+      {{"index", std::to_string(meta.last_included_index)},
+       {"bytes", std::to_string(published_ ? published_->bytes : 0)},
+       {"ms", std::to_string(took / 1000)}});
 }
 
 void Replica::finish_snapshot(const storage::Status& st) {
