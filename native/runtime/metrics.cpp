@@ -200,8 +200,7 @@ std::vector<MetricFamily> collect_metrics(const std::string& group, const core::
   if (s.role == core::Role::Leader)
     for (const auto& p : s.peers) {
       if (p.id == self) continue;
-      b.sample(lag, d(s.last_index > p.match_index ? s.last_index - p.match_index : 0),
-               {{"target", p.id.to_string()}});
+      b.sample(lag, d(peer_lag(s, p)), {{"target", p.id.to_string()}});
       if (p.last_ack_ms)
         b.sample(contact, d(now_ms > p.last_ack_ms ? now_ms - p.last_ack_ms : 0) / 1000.0,
                  {{"target", p.id.to_string()}});

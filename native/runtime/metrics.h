@@ -113,6 +113,11 @@ struct MetricFamily {
   std::vector<MetricSample> samples;
 };
 
+// Entries a peer's log is behind the leader's (status as the leader sees it).
+inline uint64_t peer_lag(const core::NodeStatus& s, const core::PeerStatus& p) {
+  return s.last_index > p.match_index ? s.last_index - p.match_index : 0;
+}
+
 // Every family of one replica, labelled with its group and peer. `now_ms` is the replica's
 // monotonic clock (for the time since each peer's last contact).
 std::vector<MetricFamily> collect_metrics(const std::string& group, const core::PeerId& self,

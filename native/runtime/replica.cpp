@@ -53,7 +53,7 @@ void Replica::tick() {
 // without progress while entries wait, it hands over to the most up-to-date follower. A
 // state machine that is slow but moving is not stuck.
 void Replica::check_stuck_apply(uint64_t now) {
-  uint64_t applied = reported_applied_.load();
+  uint64_t applied = metrics_.state_machine_applied.load();
   if (applied >= core_->applied_index() || applied != stuck_seen_applied_) {
     stuck_seen_applied_ = applied;
     stuck_since_ms_ = now;
@@ -257,7 +257,6 @@ void Replica::note_apply(uint64_t last_index) {
 }
 
 void Replica::report_applied(uint64_t index) {
-  reported_applied_.store(index);
   metrics_.state_machine_applied = index;
   uint64_t now = env_.now_us();
   std::lock_guard<std::mutex> l(apply_mu_);

@@ -310,8 +310,7 @@ class Replica {
   // Apply batches handed out and not yet reported applied: (last index, when), oldest first.
   std::mutex apply_mu_;
   std::deque<std::pair<uint64_t, uint64_t>> apply_times_;
-  // The stuck-apply guard (reported_applied_ from any thread).
-  std::atomic<uint64_t> reported_applied_{0};
+  // The stuck-apply guard; what the state machine reported is metrics_.state_machine_applied.
   uint64_t stuck_seen_applied_ = 0;
   uint64_t stuck_since_ms_ = 0;
   std::mutex status_mu_;

@@ -66,7 +66,7 @@ void NodeHost::sample_lag() {
     for (const auto& p : s.peers) {
       if (p.id == key.second) continue;
       auto& h = peers[p.id];
-      h.push_back(s.last_index > p.match_index ? s.last_index - p.match_index : 0);
+      h.push_back(peer_lag(s, p));
       if (h.size() > kLagHistory) h.pop_front();
     }
   }
@@ -120,8 +120,7 @@ std::string NodeHost::status_json() {
         if (p.id == key.second) continue;
         o << (fp ? "" : ",") << "{\"id\":" << json_string(p.id.to_string())
           << ",\"match_index\":" << p.match_index << ",\"next_index\":" << p.next_index
-          << ",\"lag\":" << (s.last_index > p.match_index ? s.last_index - p.match_index : 0)
-          << ",\"last_contact_ms\":"
+          << ",\"lag\":" << peer_lag(s, p) << ",\"last_contact_ms\":"
           << (p.last_ack_ms ? std::to_string(now > p.last_ack_ms ? now - p.last_ack_ms : 0)
                             : "null")
           << ",\"state\":" << json_string(p.state)
